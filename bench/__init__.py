@@ -1,0 +1,1 @@
+"""Benchmarks: run as scripts (python -m bench.NAME), see bench/README.md."""

@@ -1,0 +1,117 @@
+"""Engine set-up per database kind, and the classification of errors worth a retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def normalise_url(url: str) -> str:
+    """Pick the drivers Pipam ships with when a URL names only the database kind."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername="mysql+pymysql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalise_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    options: dict[str, Any] = {
+        "pool_pre_ping": True,
+        # READ COMMITTED so that a retried lookup inside a transaction sees rows other servers
+        # committed meanwhile (MariaDB's default REPEATABLE READ would keep showing the old snapshot).
+        "isolation_level": "READ COMMITTED",
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_timeout": 10,
+    }
+    if backend == "mysql":
+        options["connect_args"] = {"connect_timeout": 5, "read_timeout": 60, "write_timeout": 60}
+        options["pool_recycle"] = 3600
+    elif backend == "postgresql":
+        options["connect_args"] = {"connect_timeout": 5}
+    options.update(kwargs)
+    return create_engine(url, **options)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see on_begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
+        # fail with "database is locked" instead of waiting, when another process wrote first.
+        immediate = conn.get_execution_options().get("sqlite_immediate", True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
+_RETRY_MYSQL_CODES = {1213, 1205}  # deadlock, lock wait timeout
+_LOST_MYSQL_CODES = {2003, 2006, 2013, 2014, 2055, 1927}
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Deadlocks, serialization failures, lock time-outs and unique-key races: worth a new try."""
+    if isinstance(exc, IntegrityError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _RETRY_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRY_MYSQL_CODES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """The database went away or refused us: the client should come back later."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _LOST_MYSQL_CODES:
+        return True
+    text = str(orig).lower()
+    return any(
+        s in text
+        for s in (
+            "connection refused",
+            "server closed the connection",
+            "terminating connection",
+            "connection failed",
+            "could not connect",
+            "consuming input failed",
+        )
+    )

@@ -1,0 +1,180 @@
+"""The core tables: the truth about networks, subnets, ports and which port holds which address."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from pipam.db.base import Base, new_id, utcnow
+
+ID = String(36)
+IP = String(64)
+# Free-range keys: the address as 32 lower-case hex digits, so string order is numeric order.
+KEY = String(32)
+
+
+class StandardAttrs:
+    """Columns every API resource carries."""
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(255), default="")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    revision_number: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Network(StandardAttrs, Base):
+    __tablename__ = "networks"
+
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    mtu: Mapped[int] = mapped_column(Integer, default=1500)
+
+
+class SubnetPool(StandardAttrs, Base):
+    __tablename__ = "subnetpools"
+
+    ip_version: Mapped[int] = mapped_column(Integer)
+    default_prefixlen: Mapped[int] = mapped_column(Integer)
+    min_prefixlen: Mapped[int] = mapped_column(Integer)
+    max_prefixlen: Mapped[int] = mapped_column(Integer)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    address_scope_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+
+    prefixes: Mapped[list[SubnetPoolPrefix]] = relationship(
+        cascade="all, delete-orphan", order_by="SubnetPoolPrefix.cidr", lazy="selectin"
+    )
+
+
+class SubnetPoolPrefix(Base):
+    __tablename__ = "subnetpoolprefixes"
+
+    subnetpool_id: Mapped[str] = mapped_column(ID, ForeignKey("subnetpools.id", ondelete="CASCADE"), primary_key=True)
+    cidr: Mapped[str] = mapped_column(IP, primary_key=True)
+
+
+class Subnet(StandardAttrs, Base):
+    __tablename__ = "subnets"
+
+    network_id: Mapped[str] = mapped_column(ID, ForeignKey("networks.id"), index=True)
+    ip_version: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str] = mapped_column(IP)
+    gateway_ip: Mapped[str | None] = mapped_column(IP, nullable=True)
+    enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
+    ipv6_ra_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    ipv6_address_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    subnetpool_id: Mapped[str | None] = mapped_column(ID, ForeignKey("subnetpools.id"), nullable=True, index=True)
+    dns_nameservers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    host_routes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    allocation_pools: Mapped[list[IPAllocationPool]] = relationship(
+        cascade="all, delete-orphan", order_by="IPAllocationPool.first_key", lazy="selectin"
+    )
+
+
+class IPAllocationPool(Base):
+    __tablename__ = "ipallocationpools"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    subnet_id: Mapped[str] = mapped_column(ID, ForeignKey("subnets.id", ondelete="CASCADE"), index=True)
+    first_ip: Mapped[str] = mapped_column(IP)
+    last_ip: Mapped[str] = mapped_column(IP)
+    first_key: Mapped[str] = mapped_column(KEY)
+    last_key: Mapped[str] = mapped_column(KEY)
+
+
+class Port(StandardAttrs, Base):
+    __tablename__ = "ports"
+    __table_args__ = (UniqueConstraint("network_id", "mac_address", name="uq_ports_network_id_mac"),)
+
+    network_id: Mapped[str] = mapped_column(ID, ForeignKey("networks.id"), index=True)
+    mac_address: Mapped[str] = mapped_column(String(32))
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default="DOWN")
+    device_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    device_owner: Mapped[str] = mapped_column(String(255), default="")
+
+    fixed_ips: Mapped[list[IPAllocation]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="IPAllocation.ip_key"
+    )
+
+
+class IPAllocation(Base):
+    """Which port holds which address: the truth every backend is checked against."""
+
+    __tablename__ = "ipallocations"
+    __table_args__ = (Index("ix_ipallocations_subnet_key", "subnet_id", "ip_key"),)
+
+    ip_address: Mapped[str] = mapped_column(IP, primary_key=True)
+    subnet_id: Mapped[str] = mapped_column(ID, ForeignKey("subnets.id"), primary_key=True)
+    ip_key: Mapped[str] = mapped_column(KEY)
+    port_id: Mapped[str] = mapped_column(ID, ForeignKey("ports.id", ondelete="CASCADE"), index=True)
+    network_id: Mapped[str] = mapped_column(ID, index=True)
+
+
+class IPAvailabilityRange(Base):
+    """The builtin backend's own state: free address ranges per allocation pool."""
+
+    __tablename__ = "ipavailabilityranges"
+    __table_args__ = (
+        Index("ix_ipavailabilityranges_owner_last", "subnet_id", "last_key"),
+        Index("ix_ipavailabilityranges_owner_first", "subnet_id", "first_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subnet_id: Mapped[str] = mapped_column(ID)
+    pool_id: Mapped[str] = mapped_column(ID)
+    first_key: Mapped[str] = mapped_column(KEY)
+    last_key: Mapped[str] = mapped_column(KEY)
+
+
+class IpamState(Base):
+    """One row: the backend that is active, and the migration fence."""
+
+    __tablename__ = "ipam_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active_backend: Mapped[str] = mapped_column(String(64))
+    fence_migration_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    fence_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class IpamMigration(Base):
+    """One operator-run migration: its progress checkpoint and its outcome."""
+
+    __tablename__ = "ipam_migrations"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running, completed, aborted, failed
+    phase: Mapped[str] = mapped_column(String(32), default="preflight")
+    # Last core subnet id fully copied into the target: re-running resumes after it.
+    checkpoint: Mapped[str | None] = mapped_column(ID, nullable=True)
+    subnets_done: Mapped[int] = mapped_column(Integer, default=0)
+    allocations_done: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

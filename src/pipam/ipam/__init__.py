@@ -1,0 +1,1 @@
+"""The IPAM driver interface, its request types, and the backend registry."""

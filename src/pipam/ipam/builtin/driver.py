@@ -1,0 +1,142 @@
+"""The legacy backend: its allocations are the core table itself, its only own state the free ranges.
+
+Deprecated: kept so that existing deployments run unchanged and so that a migration can be reverted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import ClassVar
+
+import netaddr
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from pipam.db.models import IPAllocation, IPAllocationPool, IPAvailabilityRange, Subnet
+from pipam.ipam.addr import from_key
+from pipam.ipam.errors import IpamSubnetNotFound
+from pipam.ipam.free_ranges import PoolBounds, RangeStore
+from pipam.ipam.interface import DriverContext, SpecificSubnetRequest, SubnetState
+from pipam.ipam.range_subnet import RangeSubnet
+from pipam.ipam.state_sets import ipset_of_ranges
+
+RANGES = RangeStore(IPAvailabilityRange.__table__, "subnet_id")  # type: ignore[arg-type]
+
+
+class CoreLedger:
+    """Allocations live in the core ``ipallocations`` table, which the service writes itself."""
+
+    def __init__(self, subnet_id: str) -> None:
+        self.subnet_id = subnet_id
+
+    def holds(self, session: Session, address: str) -> bool:
+        return session.get(IPAllocation, (address, self.subnet_id)) is not None
+
+    def record(self, session: Session, addresses: list[str]) -> None:
+        return None  # the service inserts the core row; its primary key is the backstop
+
+    def forget(self, session: Session, address: str) -> bool:
+        return True  # the service deleted the core row and only calls us when it did
+
+
+def core_pools(session: Session, subnet_id: str) -> list[PoolBounds]:
+    rows = session.execute(
+        select(IPAllocationPool.id, IPAllocationPool.first_key, IPAllocationPool.last_key).where(
+            IPAllocationPool.subnet_id == subnet_id
+        )
+    )
+    return [PoolBounds(pid, int(a, 16), int(b, 16)) for pid, a, b in rows]
+
+
+def core_allocated_values(session: Session, subnet_id: str) -> list[int]:
+    keys = session.scalars(select(IPAllocation.ip_key).where(IPAllocation.subnet_id == subnet_id))
+    return [int(k, 16) for k in keys]
+
+
+class BuiltinDriver:
+    name: ClassVar[str] = "builtin"
+    deprecated: ClassVar[bool] = True
+
+    def __init__(self, context: DriverContext) -> None:
+        self.context = context
+        self.session = context.session
+
+    def _subnet(self, subnet_id: str) -> RangeSubnet:
+        row = self.session.get(Subnet, subnet_id)
+        if row is None:
+            raise IpamSubnetNotFound(subnet_id, self.name)
+        return RangeSubnet(
+            self.session,
+            subnet_id=subnet_id,
+            owner_id=subnet_id,
+            network=ipaddress.ip_network(row.cidr),
+            pools=core_pools(self.session, subnet_id),
+            ranges=RANGES,
+            ledger=CoreLedger(subnet_id),
+        )
+
+    def allocate_subnet(self, request: SpecificSubnetRequest) -> RangeSubnet:
+        # The service has written the core subnet and its pools in this transaction already.
+        RANGES.rebuild(self.session, request.subnet_id, core_pools(self.session, request.subnet_id), [])
+        return self._subnet(request.subnet_id)
+
+    def get_subnet(self, subnet_id: str) -> RangeSubnet:
+        return self._subnet(subnet_id)
+
+    def update_subnet(self, request: SpecificSubnetRequest) -> RangeSubnet:
+        sid = request.subnet_id
+        RANGES.rebuild(self.session, sid, core_pools(self.session, sid), core_allocated_values(self.session, sid))
+        return self._subnet(sid)
+
+    def remove_subnet(self, subnet_id: str) -> None:
+        RANGES.remove_owner(self.session, subnet_id)
+
+    # --- migration support ---------------------------------------------------------------------
+
+    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
+        """Subnets that have free-range rows; the allocations are what the pools no longer offer."""
+        stmt = select(IPAvailabilityRange.subnet_id).distinct().order_by(IPAvailabilityRange.subnet_id)
+        if after is not None:
+            stmt = stmt.where(IPAvailabilityRange.subnet_id > after)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        for subnet_id in self.session.scalars(stmt).all():
+            state = self.dump_subnet(subnet_id)
+            if state is not None:
+                yield state
+
+    def dump_subnet(self, subnet_id: str) -> SubnetState | None:
+        subnet = self.session.get(Subnet, subnet_id)
+        free = RANGES.ranges(self.session, subnet_id)
+        if subnet is None:
+            # Ranges of a subnet the core no longer has: stale, shown with no pools.
+            return SubnetState(subnet_id, "", [], netaddr.IPSet()) if free else None
+        version = subnet.ip_version
+        pools = core_pools(self.session, subnet_id)
+        pool_set = ipset_of_ranges(((p.first, p.last) for p in pools), version)
+        taken = pool_set - ipset_of_ranges(free, version)
+        outside = netaddr.IPSet(
+            a
+            for a in self.session.scalars(select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet_id))
+            if netaddr.IPAddress(a) not in pool_set
+        )
+        return SubnetState(
+            subnet_id,
+            subnet.cidr,
+            [(from_key(f"{p.first:032x}", version), from_key(f"{p.last:032x}", version)) for p in pools],
+            taken | outside,
+        )
+
+    def import_subnet(self, state: SubnetState, core_allocations: list[str]) -> None:
+        values = [int(ipaddress.ip_address(a)) for a in core_allocations]
+        RANGES.rebuild(self.session, state.subnet_id, core_pools(self.session, state.subnet_id), values)
+
+    def counts(self) -> dict[str, int]:
+        subnets = self.session.scalar(select(func.count(func.distinct(IPAvailabilityRange.subnet_id))))
+        ranges = self.session.scalar(select(func.count()).select_from(IPAvailabilityRange))
+        return {"subnets": subnets or 0, "free_ranges": ranges or 0}
+
+    def purge(self) -> dict[str, int]:
+        deleted = self.session.execute(delete(IPAvailabilityRange)).rowcount
+        return {"free_ranges": deleted}

@@ -1,0 +1,201 @@
+"""The reference driver: default for new databases, state in its own ``ipam_*`` tables."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import ClassVar
+
+import netaddr
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from pipam.db.base import new_id
+from pipam.ipam.addr import to_key
+from pipam.ipam.drivers.internal.models import (
+    IpamAllocation,
+    IpamAllocationPool,
+    IpamAvailabilityRange,
+    IpamSubnet,
+)
+from pipam.ipam.errors import IpamSubnetNotFound
+from pipam.ipam.free_ranges import PoolBounds, RangeStore
+from pipam.ipam.interface import DriverContext, SpecificSubnetRequest, SubnetState
+from pipam.ipam.range_subnet import RangeSubnet
+
+RANGES = RangeStore(IpamAvailabilityRange.__table__, "ipam_subnet_id")  # type: ignore[arg-type]
+
+
+class TableLedger:
+    """Allocations recorded in ``ipam_allocations``; its primary key rejects a second holder."""
+
+    def __init__(self, ipam_subnet_id: str) -> None:
+        self.ipam_subnet_id = ipam_subnet_id
+
+    def holds(self, session: Session, address: str) -> bool:
+        return session.get(IpamAllocation, (self.ipam_subnet_id, address)) is not None
+
+    def record(self, session: Session, addresses: list[str]) -> None:
+        session.execute(
+            insert(IpamAllocation),
+            [{"ipam_subnet_id": self.ipam_subnet_id, "ip_address": a, "status": "ALLOCATED"} for a in addresses],
+        )
+
+    def forget(self, session: Session, address: str) -> bool:
+        stmt = delete(IpamAllocation).where(
+            IpamAllocation.ipam_subnet_id == self.ipam_subnet_id, IpamAllocation.ip_address == address
+        )
+        return session.execute(stmt).rowcount == 1
+
+
+def _pools(session: Session, ipam_subnet_id: str) -> list[PoolBounds]:
+    rows = session.execute(
+        select(IpamAllocationPool.id, IpamAllocationPool.first_key, IpamAllocationPool.last_key).where(
+            IpamAllocationPool.ipam_subnet_id == ipam_subnet_id
+        )
+    )
+    return [PoolBounds(pid, int(a, 16), int(b, 16)) for pid, a, b in rows]
+
+
+class InternalDriver:
+    name: ClassVar[str] = "internal"
+    deprecated: ClassVar[bool] = False
+
+    def __init__(self, context: DriverContext) -> None:
+        self.context = context
+        self.session = context.session
+
+    def _row(self, subnet_id: str) -> IpamSubnet | None:
+        return self.session.scalar(select(IpamSubnet).where(IpamSubnet.subnet_id == subnet_id))
+
+    def _subnet(self, row: IpamSubnet) -> RangeSubnet:
+        return RangeSubnet(
+            self.session,
+            subnet_id=row.subnet_id,
+            owner_id=row.id,
+            network=ipaddress.ip_network(row.cidr),
+            pools=_pools(self.session, row.id),
+            ranges=RANGES,
+            ledger=TableLedger(row.id),
+        )
+
+    def _write_pools(self, ipam_subnet_id: str, request_pools) -> list[PoolBounds]:  # type: ignore[no-untyped-def]
+        self.session.execute(delete(IpamAllocationPool).where(IpamAllocationPool.ipam_subnet_id == ipam_subnet_id))
+        rows = [
+            {
+                "id": new_id(),
+                "ipam_subnet_id": ipam_subnet_id,
+                "first_ip": str(a),
+                "last_ip": str(b),
+                "first_key": to_key(a),
+                "last_key": to_key(b),
+            }
+            for a, b in request_pools
+        ]
+        if rows:
+            self.session.execute(insert(IpamAllocationPool), rows)
+        return [PoolBounds(r["id"], int(r["first_key"], 16), int(r["last_key"], 16)) for r in rows]
+
+    def allocate_subnet(self, request: SpecificSubnetRequest) -> RangeSubnet:
+        row = IpamSubnet(
+            id=new_id(), subnet_id=request.subnet_id, cidr=str(request.cidr), ip_version=request.cidr.version
+        )
+        self.session.add(row)
+        self.session.flush()
+        pools = self._write_pools(row.id, request.allocation_pools)
+        RANGES.rebuild(self.session, row.id, pools, [])
+        return self._subnet(row)
+
+    def get_subnet(self, subnet_id: str) -> RangeSubnet:
+        row = self._row(subnet_id)
+        if row is None:
+            raise IpamSubnetNotFound(subnet_id, self.name)
+        return self._subnet(row)
+
+    def update_subnet(self, request: SpecificSubnetRequest) -> RangeSubnet:
+        row = self._row(request.subnet_id)
+        if row is None:
+            raise IpamSubnetNotFound(request.subnet_id, self.name)
+        pools = self._write_pools(row.id, request.allocation_pools)
+        RANGES.rebuild(self.session, row.id, pools, self._allocated_values(row.id))
+        return self._subnet(row)
+
+    def _allocated_values(self, ipam_subnet_id: str) -> list[int]:
+        addrs = self.session.scalars(
+            select(IpamAllocation.ip_address).where(IpamAllocation.ipam_subnet_id == ipam_subnet_id)
+        )
+        return [int(ipaddress.ip_address(a)) for a in addrs]
+
+    def remove_subnet(self, subnet_id: str) -> None:
+        row = self._row(subnet_id)
+        if row is not None:
+            self._delete_subnet_rows(row.id)
+
+    def _delete_subnet_rows(self, ipam_subnet_id: str) -> None:
+        # Explicit deletes rather than ON DELETE CASCADE: SQLite only cascades with foreign keys on.
+        for model in (IpamAllocation, IpamAvailabilityRange, IpamAllocationPool):
+            self.session.execute(delete(model).where(model.ipam_subnet_id == ipam_subnet_id))
+        self.session.execute(delete(IpamSubnet).where(IpamSubnet.id == ipam_subnet_id))
+
+    # --- migration support ---------------------------------------------------------------------
+
+    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
+        stmt = select(IpamSubnet).order_by(IpamSubnet.subnet_id)
+        if after is not None:
+            stmt = stmt.where(IpamSubnet.subnet_id > after)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        for row in self.session.scalars(stmt).all():
+            yield self._state(row)
+
+    def dump_subnet(self, subnet_id: str) -> SubnetState | None:
+        row = self._row(subnet_id)
+        return None if row is None else self._state(row)
+
+    def _state(self, row: IpamSubnet) -> SubnetState:
+        pools = self.session.execute(
+            select(IpamAllocationPool.first_ip, IpamAllocationPool.last_ip)
+            .where(IpamAllocationPool.ipam_subnet_id == row.id)
+            .order_by(IpamAllocationPool.first_key)
+        ).all()
+        addrs = self.session.scalars(
+            select(IpamAllocation.ip_address).where(IpamAllocation.ipam_subnet_id == row.id)
+        ).all()
+        return SubnetState(row.subnet_id, row.cidr, [(a, b) for a, b in pools], netaddr.IPSet(addrs))
+
+    def import_subnet(self, state: SubnetState, core_allocations: list[str]) -> None:
+        existing = self._row(state.subnet_id)
+        if existing is not None:
+            self._delete_subnet_rows(existing.id)
+        net = ipaddress.ip_network(state.cidr)
+        row_id = new_id()
+        self.session.execute(
+            insert(IpamSubnet),
+            [{"id": row_id, "subnet_id": state.subnet_id, "cidr": state.cidr, "ip_version": net.version}],
+        )
+        pools = self._write_pools(row_id, [(ipaddress.ip_address(a), ipaddress.ip_address(b)) for a, b in state.pools])
+        if core_allocations:
+            TableLedger(row_id).record(self.session, core_allocations)
+        RANGES.rebuild(self.session, row_id, pools, [int(ipaddress.ip_address(a)) for a in core_allocations])
+
+    def counts(self) -> dict[str, int]:
+        def count(model: type) -> int:
+            return self.session.scalar(select(func.count()).select_from(model)) or 0
+
+        return {
+            "subnets": count(IpamSubnet),
+            "pools": count(IpamAllocationPool),
+            "allocations": count(IpamAllocation),
+            "free_ranges": count(IpamAvailabilityRange),
+        }
+
+    def purge(self) -> dict[str, int]:
+        deleted = {}
+        for key, model in (
+            ("allocations", IpamAllocation),
+            ("free_ranges", IpamAvailabilityRange),
+            ("pools", IpamAllocationPool),
+            ("subnets", IpamSubnet),
+        ):
+            deleted[key] = self.session.execute(delete(model)).rowcount
+        return deleted

@@ -1,0 +1,111 @@
+"""An IpamSubnet over a RangeStore: the allocation logic both shipped backends share.
+
+The backends differ in where they keep pools and which table records an allocation (the *ledger*);
+the way an address is chosen and claimed is the same and lives here once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from pipam.ipam.addr import IPNetwork, eui64_address, host_bounds
+from pipam.ipam.errors import (
+    InvalidIpForSubnet,
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    UnsupportedRequest,
+)
+from pipam.ipam.free_ranges import PoolBounds, RangeStore
+from pipam.ipam.interface import (
+    AddressRequest,
+    AnyAddressRequest,
+    AutomaticAddressRequest,
+    BulkAddressRequest,
+    PreferNextAddressRequest,
+    SpecificAddressRequest,
+)
+
+
+class Ledger(Protocol):
+    """Where a backend records which addresses of a subnet are allocated."""
+
+    def holds(self, session: Session, address: str) -> bool: ...
+
+    def record(self, session: Session, addresses: list[str]) -> None: ...
+
+    def forget(self, session: Session, address: str) -> bool: ...
+
+
+class RangeSubnet:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        subnet_id: str,
+        owner_id: str,
+        network: IPNetwork,
+        pools: Sequence[PoolBounds],
+        ranges: RangeStore,
+        ledger: Ledger,
+    ) -> None:
+        self.session = session
+        self.subnet_id = subnet_id
+        self.owner_id = owner_id
+        self.network = network
+        self.pools = list(pools)
+        self.ranges = ranges
+        self.ledger = ledger
+
+    def _ip(self, value: int) -> str:
+        return str(ipaddress.ip_address(value) if self.network.version == 6 else ipaddress.IPv4Address(value))
+
+    def _pool_of(self, value: int) -> PoolBounds | None:
+        return next((p for p in self.pools if value in p), None)
+
+    def allocate(self, request: AddressRequest) -> list[str]:
+        if isinstance(request, SpecificAddressRequest):
+            return [self._allocate_specific(int(request.address))]
+        if isinstance(request, AutomaticAddressRequest):
+            return [self._allocate_specific(int(eui64_address(self.network, request.mac)))]
+        if isinstance(request, AnyAddressRequest | PreferNextAddressRequest):
+            return [self._allocate_any(lowest=isinstance(request, PreferNextAddressRequest))]
+        if isinstance(request, BulkAddressRequest):
+            return [self._allocate_any(lowest=False) for _ in range(request.count)]
+        raise UnsupportedRequest(f"unsupported address request {request!r}")
+
+    def _allocate_any(self, lowest: bool) -> str:
+        if not self.pools:
+            raise IpAddressGenerationFailure(self.subnet_id)
+        lo = min(p.first for p in self.pools)
+        hi = max(p.last for p in self.pools)
+        value = self.ranges.take_any(self.session, self.owner_id, lo, hi, lowest=lowest)
+        if value is None:
+            raise IpAddressGenerationFailure(self.subnet_id)
+        ip = self._ip(value)
+        self.ledger.record(self.session, [ip])
+        return ip
+
+    def _allocate_specific(self, value: int) -> str:
+        ip = self._ip(value)
+        first, last = host_bounds(self.network)
+        if not first <= value <= last:
+            raise InvalidIpForSubnet(ip)
+        if self._pool_of(value) is not None:
+            if not self.ranges.take_specific(self.session, self.owner_id, value):
+                raise IpAddressAlreadyAllocated(ip, self.subnet_id)
+        elif self.ledger.holds(self.session, ip):
+            raise IpAddressAlreadyAllocated(ip, self.subnet_id)
+        self.ledger.record(self.session, [ip])
+        return ip
+
+    def deallocate(self, address: str) -> None:
+        value = int(ipaddress.ip_address(address))
+        if not self.ledger.forget(self.session, address):
+            return  # not held: releasing twice is harmless
+        pool = self._pool_of(value)
+        if pool is not None:
+            self.ranges.give_back(self.session, self.owner_id, pool.pool_id, value)

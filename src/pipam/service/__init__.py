@@ -1,0 +1,1 @@
+"""The service layer: validation, one transaction per operation, addresses through the backend."""

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete, update
+
+from pipam.config import load_settings
+from pipam.db import schema
+from pipam.db.base import Base
+from pipam.db.models import IpamState
+from pipam.service.database import Database
+from tests.databases import KINDS, SKIPPED, url_for
+
+BACKENDS = ["builtin", "internal"]
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def schema_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = url_for(db_kind, str(tmp_path_factory.mktemp(db_kind)))
+    settings = load_settings(database_url=url)
+    database = Database(settings)
+    schema.upgrade(database.engine, "internal")
+    database.dispose()
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def reset(database: Database, backend: str) -> None:
+    """Empty every table and make ``backend`` the active one: each test starts from a clean database."""
+    with database.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            if table.name != "ipam_state":
+                conn.execute(delete(table))
+        conn.execute(update(IpamState).values(active_backend=backend, fence_migration_id=None, fence_reason=None))
+
+
+@pytest.fixture
+def db(schema_url: str, backend: str) -> Iterator[Database]:
+    database = Database(load_settings(database_url=schema_url, ipam_driver=backend))
+    reset(database, backend)
+    yield database
+    database.dispose()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    for kind, reason in sorted(SKIPPED.items()):
+        terminalreporter.write_line(f"database tests SKIPPED on {kind}: {reason}", yellow=True)

@@ -1,0 +1,97 @@
+"""Several processes sharing one database: no address handed out twice, none lost."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+from collections import Counter
+
+import pytest
+
+from pipam.config import load_settings
+from pipam.errors import PipamError
+from pipam.service import ports
+from pipam.service.database import Database
+from tests.helpers import avail, net, subnet
+
+WORKERS = 8
+
+
+def _allocate_worker(url: str, backend: str, network_id: str, attempts: int, queue) -> None:  # type: ignore[no-untyped-def]
+    db = Database(load_settings(database_url=url, ipam_driver=backend))
+    got, errors = [], []
+    for _ in range(attempts):
+        try:
+            p = db.run(lambda u: ports.create(u, {"network_id": network_id}))
+            got.append(p["fixed_ips"][0]["ip_address"])
+        except PipamError as exc:
+            errors.append(exc.type)
+    db.dispose()
+    queue.put((got, errors))
+
+
+def _churn_worker(url: str, backend: str, network_id: str, steps: int, seed: int, queue) -> None:  # type: ignore[no-untyped-def]
+    db = Database(load_settings(database_url=url, ipam_driver=backend))
+    rnd = random.Random(seed)
+    held: list[str] = []
+    errors: list[str] = []
+    for _ in range(steps):
+        try:
+            if held and rnd.random() < 0.45:
+                port_id = held.pop(rnd.randrange(len(held)))
+                db.run(lambda u, p=port_id: ports.delete(u, p))
+            else:
+                held.append(db.run(lambda u: ports.create(u, {"network_id": network_id}))["id"])
+        except PipamError as exc:
+            errors.append(exc.type)
+    db.dispose()
+    queue.put((held, errors))
+
+
+def _run(target, args_for) -> list:  # type: ignore[no-untyped-def]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args_for(i), queue)) for i in range(WORKERS)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results
+
+
+@pytest.mark.slow
+def test_eight_processes_exhaust_a_slash_24(db, schema_url, backend):
+    n = net(db)["id"]
+    subnet(db, n, "10.50.0.0/24")
+    pool_size = 253
+    attempts = 40  # 320 requests for 253 addresses
+    results = _run(_allocate_worker, lambda i: (schema_url, backend, n, attempts))
+    got = [ip for ok, _ in results for ip in ok]
+    errors = Counter(e for _, errs in results for e in errs)
+    assert len(got) == pool_size
+    assert len(set(got)) == pool_size, [ip for ip, c in Counter(got).items() if c > 1]
+    assert errors == Counter({"IpAddressGenerationFailure": WORKERS * attempts - pool_size})
+    assert avail(db, n)["used_ips"] == pool_size
+
+
+@pytest.mark.slow
+def test_churn_loses_nothing(db, schema_url, backend):
+    """Processes create and delete ports at random; afterwards the pool still holds every address once."""
+    n = net(db)["id"]
+    subnet(db, n, "10.60.0.0/26")  # 61 addresses: contention on few ranges
+    results = _run(_churn_worker, lambda i: (schema_url, backend, n, 30, i))
+    held = sum(len(h) for h, _ in results)
+    assert all(e == "IpAddressGenerationFailure" for _, errs in results for e in errs)
+    assert avail(db, n)["used_ips"] == held
+    # Fill what is left: exactly the free addresses, each once.
+    extra = []
+    while True:
+        try:
+            extra.append(db.run(lambda u: ports.create(u, {"network_id": n}))["fixed_ips"][0]["ip_address"])
+        except PipamError as exc:
+            assert exc.type == "IpAddressGenerationFailure"
+            break
+    assert held + len(extra) == 61
+    assert avail(db, n)["used_ips"] == 61

@@ -1,0 +1,174 @@
+"""Port address semantics: automatic, by subnet, by address, updates, deletes, IPv6 modes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from pipam.errors import PipamError
+from tests.helpers import avail, delete_port, ips, net, port, subnet, update_port
+
+
+def error_of(fn) -> PipamError:  # type: ignore[no-untyped-def]
+    with pytest.raises(PipamError) as info:
+        fn()
+    return info.value
+
+
+@pytest.fixture
+def v4(db):
+    n = net(db)["id"]
+    return n, subnet(db, n, "10.0.0.0/24")
+
+
+def test_automatic_address_is_in_pool(db, v4):
+    n, s = v4
+    p = port(db, n)
+    assert len(p["fixed_ips"]) == 1 and p["fixed_ips"][0]["subnet_id"] == s["id"]
+    ip = ipaddress.ip_address(ips(p)[0])
+    assert ipaddress.ip_address("10.0.0.2") <= ip <= ipaddress.ip_address("10.0.0.254")
+
+
+def test_specific_address_then_conflict(db, v4):
+    n, s = v4
+    assert ips(port(db, n, fixed_ips=[{"ip_address": "10.0.0.7"}])) == ["10.0.0.7"]
+    err = error_of(lambda: port(db, n, fixed_ips=[{"subnet_id": s["id"], "ip_address": "10.0.0.7"}]))
+    assert (err.status, err.type) == (409, "IpAddressAlreadyAllocated")
+
+
+def test_address_outside_subnet_is_400(db, v4):
+    n, s = v4
+    err = error_of(lambda: port(db, n, fixed_ips=[{"subnet_id": s["id"], "ip_address": "10.9.0.7"}]))
+    assert (err.status, err.type) == (400, "InvalidIpForSubnet")
+    err = error_of(lambda: port(db, n, fixed_ips=[{"ip_address": "10.9.0.7"}]))
+    assert (err.status, err.type) == (400, "InvalidIpForNetwork")
+    err = error_of(lambda: port(db, n, fixed_ips=[{"subnet_id": s["id"], "ip_address": "10.0.0.255"}]))
+    assert (err.status, err.type) == (400, "InvalidIpForSubnet")
+
+
+def test_specific_address_outside_pool_but_inside_subnet(db):
+    n = net(db)["id"]
+    subnet(db, n, "10.0.0.0/24", allocation_pools=[{"start": "10.0.0.100", "end": "10.0.0.110"}])
+    assert ips(port(db, n, fixed_ips=[{"ip_address": "10.0.0.5"}])) == ["10.0.0.5"]
+    assert error_of(lambda: port(db, n, fixed_ips=[{"ip_address": "10.0.0.5"}])).type == "IpAddressAlreadyAllocated"
+
+
+def test_gateway_reserved_for_router_ports(db, v4):
+    n, _ = v4
+    err = error_of(lambda: port(db, n, fixed_ips=[{"ip_address": "10.0.0.1"}]))
+    assert err.status == 409
+    r = port(db, n, device_owner="network:router_interface", fixed_ips=[{"ip_address": "10.0.0.1"}])
+    assert ips(r) == ["10.0.0.1"]
+
+
+def test_many_fixed_ips_and_no_fixed_ips(db):
+    n = net(db)["id"]
+    a = subnet(db, n, "10.0.0.0/24")
+    b = subnet(db, n, "10.0.1.0/24")
+    p = port(db, n, fixed_ips=[{"subnet_id": a["id"]}, {"subnet_id": b["id"]}, {"ip_address": "10.0.1.9"}])
+    assert len(p["fixed_ips"]) == 3 and "10.0.1.9" in ips(p)
+    assert port(db, n, fixed_ips=[])["fixed_ips"] == []
+
+
+def test_failed_port_create_leaves_nothing_behind(db, v4):
+    n, s = v4
+    before = avail(db, n)["used_ips"]
+    err = error_of(lambda: port(db, n, fixed_ips=[{"subnet_id": s["id"]}, {"ip_address": "10.0.0.300"}]))
+    assert err.status == 400
+    port(db, n, fixed_ips=[{"ip_address": "10.0.0.8"}])
+    err = error_of(lambda: port(db, n, fixed_ips=[{"subnet_id": s["id"]}, {"ip_address": "10.0.0.8"}]))
+    assert err.type == "IpAddressAlreadyAllocated"
+    assert avail(db, n)["used_ips"] == before + 1
+
+
+def test_update_fixed_ips_swaps_atomically(db, v4):
+    n, s = v4
+    p = port(db, n, fixed_ips=[{"ip_address": "10.0.0.10"}])
+    other = port(db, n, fixed_ips=[{"ip_address": "10.0.0.11"}])
+    # Asking for a taken address fails and keeps the old one.
+    err = error_of(lambda: update_port(db, p["id"], fixed_ips=[{"ip_address": "10.0.0.11"}]))
+    assert err.type == "IpAddressAlreadyAllocated"
+    assert error_of(lambda: port(db, n, fixed_ips=[{"ip_address": "10.0.0.10"}])).type == "IpAddressAlreadyAllocated"
+    p2 = update_port(db, p["id"], fixed_ips=[{"ip_address": "10.0.0.12"}])
+    assert ips(p2) == ["10.0.0.12"]
+    assert ips(port(db, n, fixed_ips=[{"ip_address": "10.0.0.10"}])) == ["10.0.0.10"]
+    # subnet_id alone keeps the address already held on that subnet.
+    assert ips(update_port(db, other["id"], fixed_ips=[{"subnet_id": s["id"]}])) == ["10.0.0.11"]
+    p3 = update_port(db, p["id"], fixed_ips=[{"ip_address": "10.0.0.12"}, {"subnet_id": s["id"]}])
+    assert len(p3["fixed_ips"]) == 2
+
+
+def test_delete_frees_address_at_once(db):
+    n = net(db)["id"]
+    subnet(db, n, "10.0.0.0/29")
+    held = [port(db, n) for _ in range(5)]
+    assert error_of(lambda: port(db, n)).type == "IpAddressGenerationFailure"
+    freed = ips(held[2])[0]
+    delete_port(db, held[2]["id"])
+    assert ips(port(db, n)) == [freed]
+
+
+def test_exhaustion_error_names_network(db):
+    n = net(db)["id"]
+    subnet(db, n, "10.0.0.0/30")
+    port(db, n)
+    err = error_of(lambda: port(db, n))
+    assert (err.status, err.type) == (409, "IpAddressGenerationFailure") and n in err.message
+
+
+def test_default_allocation_moves_to_next_subnet_when_first_is_full(db):
+    n = net(db)["id"]
+    subnet(db, n, "10.0.0.0/30")
+    subnet(db, n, "10.0.1.0/30")
+    got = {ips(port(db, n))[0] for _ in range(2)}
+    assert got == {"10.0.0.2", "10.0.1.2"}
+    assert error_of(lambda: port(db, n)).type == "IpAddressGenerationFailure"
+
+
+def test_slaac_gets_eui64_and_stateful_allocates(db):
+    n = net(db)["id"]
+    subnet(db, n, "2001:db8::/64", ipv6_address_mode="slaac", ipv6_ra_mode="slaac")
+    stateful = subnet(db, n, "2001:db8:1::/64", ipv6_address_mode="dhcpv6-stateful")
+    subnet(db, n, "10.0.0.0/24")
+    p = port(db, n, mac_address="fa:16:3e:aa:bb:cc")
+    got = ips(p)
+    assert "2001:db8::f816:3eff:feaa:bbcc" in got
+    assert any(ipaddress.ip_address(i) in ipaddress.ip_network(stateful["cidr"]) for i in got)
+    assert len(got) == 3
+    err = error_of(lambda: port(db, n, fixed_ips=[{"ip_address": "2001:db8::5"}]))
+    assert err.status == 400
+
+
+def test_ipv6_any_address_never_enumerates_the_pool(db):
+    n = net(db)["id"]
+    s = subnet(db, n, "2001:db8::/48", ipv6_address_mode="dhcpv6-stateful")
+    got = {ips(port(db, n, fixed_ips=[{"subnet_id": s["id"]}]))[0] for _ in range(20)}
+    assert len(got) == 20
+    assert avail(db, n)["total_ips"] == 2**80 - 2
+
+
+def test_duplicate_mac_is_409(db, v4):
+    n, _ = v4
+    port(db, n, mac_address="fa:16:3e:01:02:03")
+    err = error_of(lambda: port(db, n, mac_address="FA:16:3E:01:02:03"))
+    assert (err.status, err.type) == (409, "MacAddressInUse")
+    assert error_of(lambda: port(db, n, mac_address="zz")).status == 400
+
+
+def test_availability_counts(db):
+    n = net(db)["id"]
+    subnet(db, n, "10.0.0.0/28")
+    for _ in range(4):
+        port(db, n)
+    a = avail(db, n)
+    assert (a["total_ips"], a["used_ips"]) == (13, 4)
+
+
+def test_unknown_ids_are_404(db):
+    for fn in (
+        lambda: port(db, "nope"),
+        lambda: delete_port(db, "nope"),
+        lambda: update_port(db, "x", name="y"),
+    ):
+        assert error_of(fn).status == 404
