@@ -34,7 +34,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 9696
     workers: int = 1
-    api_token: str | None = Field(None, description="If set, every request must send X-Auth-Token.")
+    api_token: str | None = Field(None, description="Admin token: if set, requests must send X-Auth-Token.")
+    project_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Token -> project id. A request with such a token sees only that project's resources.",
+    )
     max_bulk: int = Field(1000, description="Most resources one bulk create may hold.")
     max_page_size: int = Field(1000, description="Most rows one list request returns.")
     max_body_bytes: int = Field(1_048_576, description="Largest request body accepted.")
