@@ -15,8 +15,9 @@ from pipam.config import ConfigError, Settings, load_settings
 from pipam.db.engine import make_engine
 from pipam.errors import PipamError
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: long messages stay on one line when piped, so logs and scripts can grep them.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 

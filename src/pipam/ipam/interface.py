@@ -121,6 +121,9 @@ class IpamSubnet(Protocol):
 class IpamDriver(Protocol):
     name: ClassVar[str]
     deprecated: ClassVar[bool]
+    # A shared driver (an outside IPAM used by other systems too) may hold addresses Pipam did not
+    # allocate: the migration reports them as conflicts or foreign instead of replacing them.
+    shared: ClassVar[bool]
 
     def __init__(self, context: DriverContext) -> None: ...
 
@@ -138,6 +141,10 @@ class IpamDriver(Protocol):
         ...
 
     def dump_subnet(self, subnet_id: str) -> SubnetState | None: ...
+
+    def subnet_ids(self, after: str | None, limit: int) -> list[str]:
+        """Ids of the core subnets this backend holds state for, in order, resuming after ``after``."""
+        ...
 
     def import_subnet(self, state: SubnetState, core_allocations: list[str]) -> None:
         """Make this backend hold exactly ``state`` for one subnet (replacing what it held)."""

@@ -57,6 +57,7 @@ def core_allocated_values(session: Session, subnet_id: str) -> list[int]:
 class BuiltinDriver:
     name: ClassVar[str] = "builtin"
     deprecated: ClassVar[bool] = True
+    shared: ClassVar[bool] = False
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
@@ -94,14 +95,16 @@ class BuiltinDriver:
 
     # --- migration support ---------------------------------------------------------------------
 
-    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
-        """Subnets that have free-range rows; the allocations are what the pools no longer offer."""
-        stmt = select(IPAvailabilityRange.subnet_id).distinct().order_by(IPAvailabilityRange.subnet_id)
+    def subnet_ids(self, after: str | None, limit: int) -> list[str]:
+        """Subnets with free-range rows (a subnet whose pools are all allocated has none: see dump_subnet)."""
+        stmt = select(IPAvailabilityRange.subnet_id).distinct().order_by(IPAvailabilityRange.subnet_id).limit(limit)
         if after is not None:
             stmt = stmt.where(IPAvailabilityRange.subnet_id > after)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        for subnet_id in self.session.scalars(stmt).all():
+        return list(self.session.scalars(stmt))
+
+    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
+        """Subnets that have free-range rows; the allocations are what the pools no longer offer."""
+        for subnet_id in self.subnet_ids(after, limit or 2**31):
             state = self.dump_subnet(subnet_id)
             if state is not None:
                 yield state

@@ -60,6 +60,7 @@ def _pools(session: Session, ipam_subnet_id: str) -> list[PoolBounds]:
 class InternalDriver:
     name: ClassVar[str] = "internal"
     deprecated: ClassVar[bool] = False
+    shared: ClassVar[bool] = False
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
@@ -147,6 +148,12 @@ class InternalDriver:
             stmt = stmt.limit(limit)
         for row in self.session.scalars(stmt).all():
             yield self._state(row)
+
+    def subnet_ids(self, after: str | None, limit: int) -> list[str]:
+        stmt = select(IpamSubnet.subnet_id).order_by(IpamSubnet.subnet_id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(IpamSubnet.subnet_id > after)
+        return list(self.session.scalars(stmt))
 
     def dump_subnet(self, subnet_id: str) -> SubnetState | None:
         row = self._row(subnet_id)

@@ -1,0 +1,1 @@
+"""Operator-run migration between IPAM backends: preflight, fence, copy, verify, switch."""

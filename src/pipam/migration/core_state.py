@@ -1,0 +1,82 @@
+"""The truth: what the core tables say each subnet holds, read in batches of subnets."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import netaddr
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pipam.db.models import IPAllocation, IPAllocationPool, Subnet
+from pipam.ipam.interface import SubnetState
+
+
+@dataclass
+class CoreSubnet:
+    state: SubnetState
+    addresses: list[str]  # the allocated addresses, as the import wants them
+
+
+def core_batches(session: Session, batch_size: int, after: str | None = None) -> Iterator[list[CoreSubnet]]:
+    """Subnets in id order, ``batch_size`` at a time, each with its pools and allocations."""
+    while True:
+        stmt = select(Subnet.id, Subnet.cidr).order_by(Subnet.id).limit(batch_size)
+        if after is not None:
+            stmt = stmt.where(Subnet.id > after)
+        rows = session.execute(stmt).all()
+        if not rows:
+            return
+        yield load_core(session, rows)
+        after = rows[-1][0]
+
+
+def load_core(session: Session, rows: list[tuple[str, str]]) -> list[CoreSubnet]:
+    ids = [sid for sid, _ in rows]
+    pools: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for sid, first, last in session.execute(
+        select(IPAllocationPool.subnet_id, IPAllocationPool.first_ip, IPAllocationPool.last_ip)
+        .where(IPAllocationPool.subnet_id.in_(ids))
+        .order_by(IPAllocationPool.subnet_id, IPAllocationPool.first_key)
+    ):
+        pools[sid].append((first, last))
+    addrs: dict[str, list[str]] = defaultdict(list)
+    for sid, ip in session.execute(
+        select(IPAllocation.subnet_id, IPAllocation.ip_address).where(IPAllocation.subnet_id.in_(ids))
+    ):
+        addrs[sid].append(ip)
+    return [CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid]) for sid, cidr in rows]
+
+
+def core_counts(session: Session) -> dict[str, int]:
+    def count(model: type) -> int:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+    return {"subnets": count(Subnet), "pools": count(IPAllocationPool), "allocations": count(IPAllocation)}
+
+
+@dataclass
+class Inconsistency:
+    subnet_id: str
+    problem: str
+
+
+def check_core(session: Session, batch_size: int = 500) -> Iterator[Inconsistency]:
+    """Every allocation inside its subnet; no address held twice within a network."""
+    twice = session.execute(
+        select(IPAllocation.network_id, IPAllocation.ip_address, func.count())
+        .group_by(IPAllocation.network_id, IPAllocation.ip_address)
+        .having(func.count() > 1)
+    )
+    for network_id, ip, count in twice:
+        yield Inconsistency("", f"address {ip} is held {count} times on network {network_id}")
+    for batch in core_batches(session, batch_size):
+        for core in batch:
+            net = ipaddress.ip_network(core.state.cidr)
+            for ip in core.addresses:
+                addr = ipaddress.ip_address(ip)
+                if addr.version != net.version or addr not in net:
+                    yield Inconsistency(core.state.subnet_id, f"allocation {ip} is outside the subnet {net}")
