@@ -157,20 +157,30 @@ class RangeStore:
         )
 
 
+def subtract(ranges: Iterable[tuple[int, int]], holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` minus ``holes`` (both lists of inclusive intervals): one sweep over both, sorted."""
+    cut = sorted(holes)
+    out: list[tuple[int, int]] = []
+    j = 0
+    for first, last in sorted(ranges):
+        while j < len(cut) and cut[j][1] < first:
+            j += 1
+        start, k = first, j
+        while k < len(cut) and cut[k][0] <= last:
+            if cut[k][0] > start:
+                out.append((start, cut[k][0] - 1))
+            start = max(start, cut[k][1] + 1)
+            k += 1
+        if start <= last:
+            out.append((start, last))
+    return out
+
+
 def free_runs(pools: Sequence[PoolBounds], allocated: Iterable[int]) -> list[tuple[str, int, int]]:
-    """Each pool split around the allocated values: one sweep over both sorted sequences."""
-    taken = sorted(set(allocated))
-    runs: list[tuple[str, int, int]] = []
-    i = 0
-    for pool in sorted(pools, key=lambda p: p.first):
-        start = pool.first
-        while i < len(taken) and taken[i] < pool.first:
-            i += 1
-        while i < len(taken) and taken[i] <= pool.last:
-            if taken[i] > start:
-                runs.append((pool.pool_id, start, taken[i] - 1))
-            start = taken[i] + 1
-            i += 1
-        if start <= pool.last:
-            runs.append((pool.pool_id, start, pool.last))
-    return runs
+    """Each pool minus the allocated values, labelled with its pool."""
+    points = [(v, v) for v in set(allocated)]
+    return [
+        (pool.pool_id, a, b)
+        for pool in sorted(pools, key=lambda p: p.first)
+        for a, b in subtract([(pool.first, pool.last)], points)
+    ]

@@ -226,17 +226,26 @@ def _default_allocations(uow: UnitOfWork, allocator_factory, port: Port) -> None
 
 
 def _mac(uow: UnitOfWork, body: dict[str, Any], network_id: str) -> str:
+    def in_use(mac: str) -> bool:
+        stmt = select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac)
+        return uow.session.scalar(stmt) is not None
+
     if body.get("mac_address") is not None:
         mac = normalise_mac(body["mac_address"])
-    else:
+        if in_use(mac):
+            raise Conflict(
+                f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.",
+                type="MacAddressInUse",
+            )
+        return mac
+    # A generated MAC that collides is simply drawn again (24 random bits collide often at scale).
+    for _ in range(16):
         mac = "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
-    taken = uow.session.scalar(select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac))
-    if taken is not None:
-        raise Conflict(
-            f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.",
-            type="MacAddressInUse",
-        )
-    return mac
+        if not in_use(mac):
+            return mac
+    raise Conflict(
+        f"Unable to generate a unique mac address on network {network_id}.", type="MacAddressGenerationFailure"
+    )
 
 
 def create(uow: UnitOfWork, body: dict[str, Any], caller: Caller = ADMIN) -> dict[str, Any]:

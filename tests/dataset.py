@@ -1,0 +1,117 @@
+"""A varied database for migration tests: IPv4 and IPv6, several pools, SLAAC, routers, holes."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from sqlalchemy import select
+
+from pipam.db.models import IPAllocation
+from pipam.service import networks, ports, subnets
+from pipam.service.database import Database
+
+
+def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
+    rnd = random.Random(seed)
+    made: dict[str, Any] = {}
+
+    def setup(u):  # type: ignore[no-untyped-def]
+        a = networks.create(u, {"name": "a"})
+        b = networks.create(u, {"name": "b"})
+        v4 = subnets.create(
+            u,
+            {
+                "network_id": a["id"],
+                "cidr": "10.1.0.0/20",
+                "ip_version": 4,
+                "allocation_pools": [
+                    {"start": "10.1.0.10", "end": "10.1.3.255"},
+                    {"start": "10.1.8.0", "end": "10.1.15.200"},
+                ],
+            },
+        )
+        v6 = subnets.create(
+            u,
+            {"network_id": a["id"], "cidr": "2001:db8:a::/64", "ip_version": 6, "ipv6_address_mode": "dhcpv6-stateful"},
+        )
+        slaac = subnets.create(
+            u,
+            {
+                "network_id": a["id"],
+                "cidr": "2001:db8:b::/64",
+                "ip_version": 6,
+                "ipv6_address_mode": "slaac",
+                "ipv6_ra_mode": "slaac",
+            },
+        )
+        small = subnets.create(u, {"network_id": b["id"], "cidr": "192.168.7.0/24", "ip_version": 4})
+        router = ports.create(
+            u,
+            {
+                "network_id": b["id"],
+                "device_owner": "network:router_interface",
+                "fixed_ips": [{"subnet_id": small["id"], "ip_address": "192.168.7.1"}],
+            },
+        )
+        made.update(a=a, b=b, v4=v4, v6=v6, slaac=slaac, small=small, router=router)
+
+    db.run(setup)
+    created: list[str] = []
+    on_a: set[str] = set()
+    chunk = 200
+    for start in range(0, n_ports, chunk):
+
+        def some(u, start=start):  # type: ignore[no-untyped-def]
+            for i in range(start, min(start + chunk, n_ports)):
+                if i % 10 == 0:
+                    body = {"network_id": made["b"]["id"]}
+                elif i % 37 == 0:  # an address outside every pool, inside the subnet
+                    body = {"network_id": made["a"]["id"], "fixed_ips": [{"ip_address": f"10.1.5.{i % 250 + 1}"}]}
+                else:
+                    body = {"network_id": made["a"]["id"]}
+                try:
+                    pid = ports.create(u, body)["id"]
+                    created.append(pid)
+                    if body["network_id"] == made["a"]["id"]:
+                        on_a.add(pid)
+                except Exception as exc:
+                    if getattr(exc, "type", "") != "IpAddressAlreadyAllocated":
+                        raise
+
+        db.run(some)
+    # Holes: delete a fifth of the ports, move some addresses.
+    doomed = rnd.sample(created, len(created) // 5)
+
+    def churn(u):  # type: ignore[no-untyped-def]
+        for pid in doomed:
+            ports.delete(u, pid)
+
+    db.run(churn)
+    for pid in rnd.sample(sorted(on_a - set(doomed)), 5):
+        db.run(lambda u, pid=pid: ports.update(u, pid, {"fixed_ips": [{"subnet_id": made["v4"]["id"]}]}))
+    # A pool update that strands allocated addresses outside the new pools.
+    db.run(
+        lambda u: subnets.update(
+            u,
+            made["v4"]["id"],
+            {
+                "allocation_pools": [
+                    {"start": "10.1.0.10", "end": "10.1.2.255"},
+                    {"start": "10.1.8.0", "end": "10.1.15.250"},
+                ]
+            },
+        )
+    )
+    return made
+
+
+def holdings(db: Database) -> dict[str, set[tuple[str, str]]]:
+    """Port id -> its (subnet, address) pairs, straight from the core table."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    with db.session(write=False) as session:
+        for port_id, subnet_id, ip in session.execute(
+            select(IPAllocation.port_id, IPAllocation.subnet_id, IPAllocation.ip_address)
+        ):
+            out.setdefault(port_id, set()).add((subnet_id, ip))
+    return out
