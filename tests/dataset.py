@@ -115,3 +115,18 @@ def holdings(db: Database) -> dict[str, set[tuple[str, str]]]:
         ):
             out.setdefault(port_id, set()).add((subnet_id, ip))
     return out
+
+
+def build_many(db: Database, n_subnets: int, ports_per_subnet: int) -> None:
+    """Many small subnets (so a migration has many batches), each partly allocated."""
+
+    def run(u):  # type: ignore[no-untyped-def]
+        n = networks.create(u, {"name": "many"})
+        for i in range(n_subnets):
+            version = 6 if i % 4 == 3 else 4
+            cidr = f"2001:db8:{i:x}::/64" if version == 6 else f"10.{100 + i // 256}.{i % 256}.0/24"
+            s = subnets.create(u, {"network_id": n["id"], "cidr": cidr, "ip_version": version})
+            for _ in range(ports_per_subnet):
+                ports.create(u, {"network_id": n["id"], "fixed_ips": [{"subnet_id": s["id"]}]})
+
+    db.run(run)
