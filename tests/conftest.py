@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, update
@@ -13,6 +16,12 @@ from pipam.service.database import Database
 from tests.databases import KINDS, SKIPPED, url_for
 
 BACKENDS = ["builtin", "internal"]
+
+# A third-party driver distribution (tests/plugins), found through its entry point like any installed one;
+# subprocesses (pipam serve, pipam ipam) see it through PYTHONPATH.
+PLUGINS = str(Path(__file__).parent / "plugins")
+sys.path.insert(0, PLUGINS)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS, os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(scope="session", params=KINDS)

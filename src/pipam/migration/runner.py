@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +64,13 @@ class Report:
 
 
 def _crash_point(name: str) -> None:
-    """Tests kill the process at named points (PIPAM_TEST_CRASH_AT) to prove every point is resumable."""
+    """Test hooks at named points: PIPAM_TEST_CRASH_AT kills the process (every point must be resumable),
+    PIPAM_TEST_PAUSE_AT=name:seconds holds it there (so live tests can watch the fence)."""
     if os.environ.get("PIPAM_TEST_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    pause = os.environ.get("PIPAM_TEST_PAUSE_AT", "")
+    if pause.partition(":")[0] == name:
+        time.sleep(float(pause.partition(":")[2] or 1))
 
 
 class Migrator:
@@ -176,7 +181,8 @@ class Migrator:
                 counts=counts,
                 message=f"{options.target!r} is already the active backend",
             )
-        conflicts = self.conflicts(target_cls, options.batch_size)
+        # Decided once, before the fence: on a resumed run the target also holds what we copied ourselves.
+        conflicts = self.conflicts(target_cls, options.batch_size) if mig is None else []
         if options.dry_run:
             with self.sessions() as session:
                 held = target_cls(DriverContext(session)).counts()

@@ -1,0 +1,185 @@
+"""A third-party IPAM driver, as another package would ship it, for Pipam's tests.
+
+Its state lives outside Pipam's database (its own SQLite file, committed at once, like a remote IPAM
+server), and other systems may hold addresses in it too. So it registers an undo for every write, and
+declares itself ``shared``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from typing import ClassVar
+
+import netaddr
+
+from pipam.ipam.addr import eui64_address, host_bounds
+from pipam.ipam.errors import IpAddressAlreadyAllocated, IpAddressGenerationFailure, IpamSubnetNotFound
+from pipam.ipam.interface import (
+    AnyAddressRequest,
+    AutomaticAddressRequest,
+    BulkAddressRequest,
+    DriverContext,
+    PreferNextAddressRequest,
+    SpecificAddressRequest,
+    SpecificSubnetRequest,
+    SubnetState,
+)
+
+
+def store() -> sqlite3.Connection:
+    path = os.environ.get("PIPAM_EXTIPAM_DB") or os.path.join(tempfile.gettempdir(), "pipam-extipam.db")
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS subnets (subnet_id TEXT PRIMARY KEY, cidr TEXT, pools TEXT)")
+    conn.execute("CREATE TABLE IF NOT EXISTS allocs (subnet_id TEXT, ip TEXT, owner TEXT, PRIMARY KEY (subnet_id, ip))")
+    return conn
+
+
+class ExternalSubnet:
+    def __init__(self, driver: ExternalIpam, subnet_id: str, cidr: str, pools: list[list[str]]) -> None:
+        self.driver = driver
+        self.subnet_id = subnet_id
+        self.network = ipaddress.ip_network(cidr)
+        self.pools = [(int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b))) for a, b in pools]
+
+    def _take(self, ip: str) -> bool:
+        cur = self.driver.db.execute("INSERT OR IGNORE INTO allocs VALUES (?, ?, 'pipam')", (self.subnet_id, ip))
+        if cur.rowcount != 1:
+            return False
+        self.driver.context.on_rollback(
+            lambda: self.driver.db.execute("DELETE FROM allocs WHERE subnet_id=? AND ip=?", (self.subnet_id, ip))
+        )
+        return True
+
+    def _any(self) -> str:
+        size = sum(b - a + 1 for a, b in self.pools)
+        for _ in range(200):  # random probing: fine for a test double
+            if not size:
+                break
+            offset = random.randrange(size)
+            for a, b in self.pools:
+                if offset <= b - a:
+                    ip = str(
+                        ipaddress.ip_address(a + offset)
+                        if self.network.version == 6
+                        else ipaddress.IPv4Address(a + offset)
+                    )
+                    if self._take(ip):
+                        return ip
+                    break
+                offset -= b - a + 1
+        raise IpAddressGenerationFailure(self.subnet_id)
+
+    def allocate(self, request) -> list[str]:  # type: ignore[no-untyped-def]
+        if isinstance(request, SpecificAddressRequest | AutomaticAddressRequest):
+            addr = (
+                request.address
+                if isinstance(request, SpecificAddressRequest)
+                else eui64_address(self.network, request.mac)
+            )
+            ip = str(addr)
+            lo, hi = host_bounds(self.network)
+            if not lo <= int(addr) <= hi or not self._take(ip):
+                raise IpAddressAlreadyAllocated(ip, self.subnet_id)
+            return [ip]
+        if isinstance(request, AnyAddressRequest | PreferNextAddressRequest):
+            return [self._any()]
+        if isinstance(request, BulkAddressRequest):
+            return [self._any() for _ in range(request.count)]
+        raise TypeError(request)
+
+    def deallocate(self, address: str) -> None:
+        cur = self.driver.db.execute(
+            "DELETE FROM allocs WHERE subnet_id=? AND ip=? AND owner='pipam'", (self.subnet_id, address)
+        )
+        if cur.rowcount == 1:
+            self.driver.context.on_rollback(
+                lambda: self.driver.db.execute(
+                    "INSERT OR IGNORE INTO allocs VALUES (?, ?, 'pipam')", (self.subnet_id, address)
+                )
+            )
+
+
+class ExternalIpam:
+    name: ClassVar[str] = "extipam"
+    deprecated: ClassVar[bool] = False
+    shared: ClassVar[bool] = True
+
+    def __init__(self, context: DriverContext) -> None:
+        self.context = context
+        self.db = store()
+
+    def _put_subnet(self, subnet_id: str, cidr: str, pools: list[list[str]]) -> None:
+        old = self.db.execute("SELECT cidr, pools FROM subnets WHERE subnet_id=?", (subnet_id,)).fetchone()
+        self.db.execute("INSERT OR REPLACE INTO subnets VALUES (?, ?, ?)", (subnet_id, cidr, json.dumps(pools)))
+
+        def undo() -> None:
+            if old is None:
+                self.db.execute("DELETE FROM subnets WHERE subnet_id=?", (subnet_id,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO subnets VALUES (?, ?, ?)", (subnet_id, *old))
+
+        self.context.on_rollback(undo)
+
+    def allocate_subnet(self, request: SpecificSubnetRequest) -> ExternalSubnet:
+        pools = [[str(a), str(b)] for a, b in request.allocation_pools]
+        self._put_subnet(request.subnet_id, str(request.cidr), pools)
+        return ExternalSubnet(self, request.subnet_id, str(request.cidr), pools)
+
+    def get_subnet(self, subnet_id: str) -> ExternalSubnet:
+        row = self.db.execute("SELECT cidr, pools FROM subnets WHERE subnet_id=?", (subnet_id,)).fetchone()
+        if row is None:
+            raise IpamSubnetNotFound(subnet_id, self.name)
+        return ExternalSubnet(self, subnet_id, row[0], json.loads(row[1]))
+
+    def update_subnet(self, request: SpecificSubnetRequest) -> ExternalSubnet:
+        return self.allocate_subnet(request)
+
+    def remove_subnet(self, subnet_id: str) -> None:
+        self.db.execute("DELETE FROM subnets WHERE subnet_id=?", (subnet_id,))
+        self.db.execute("DELETE FROM allocs WHERE subnet_id=? AND owner='pipam'", (subnet_id,))
+
+    def subnet_ids(self, after: str | None, limit: int) -> list[str]:
+        rows = self.db.execute(
+            "SELECT subnet_id FROM subnets WHERE subnet_id > ? ORDER BY subnet_id LIMIT ?", (after or "", limit)
+        )
+        return [r[0] for r in rows]
+
+    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
+        for sid in self.subnet_ids(after, limit or 2**31):
+            state = self.dump_subnet(sid)
+            if state is not None:
+                yield state
+
+    def dump_subnet(self, subnet_id: str) -> SubnetState | None:
+        row = self.db.execute("SELECT cidr, pools FROM subnets WHERE subnet_id=?", (subnet_id,)).fetchone()
+        if row is None:
+            return None
+        ips = [r[0] for r in self.db.execute("SELECT ip FROM allocs WHERE subnet_id=?", (subnet_id,))]
+        return SubnetState(subnet_id, row[0], [tuple(p) for p in json.loads(row[1])], netaddr.IPSet(ips))
+
+    def import_subnet(self, state: SubnetState, core_allocations: list[str]) -> None:
+        self._put_subnet(state.subnet_id, state.cidr, [list(p) for p in state.pools])
+        for ip in core_allocations:
+            cur = self.db.execute("INSERT OR IGNORE INTO allocs VALUES (?, ?, 'pipam')", (state.subnet_id, ip))
+            if cur.rowcount == 1:
+                self.context.on_rollback(
+                    lambda ip=ip: self.db.execute(
+                        "DELETE FROM allocs WHERE subnet_id=? AND ip=?", (state.subnet_id, ip)
+                    )
+                )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "subnets": self.db.execute("SELECT count(*) FROM subnets").fetchone()[0],
+            "allocations": self.db.execute("SELECT count(*) FROM allocs WHERE owner='pipam'").fetchone()[0],
+        }
+
+    def purge(self) -> dict[str, int]:
+        raise RuntimeError("a shared IPAM is never purged by Pipam")
