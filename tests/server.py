@@ -25,6 +25,8 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PIPAM_DATABASE_URL": url, "PIPAM_IPAM_DRIVER": driver, "PIPAM_LOG_LEVEL": "WARNING"}
+        # Without this a port of the parent's choosing would be overridden by a PIPAM_PORT in the environment.
+        env.pop("PIPAM_PORT", None)
         env.pop("PIPAM_CONFIG", None)
         env.update({f"PIPAM_{k.upper()}": v for k, v in settings.items()})
         self.log_path = log_path

@@ -7,8 +7,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipam.db.engine import is_connection_lost
 from pipam.errors import PipamError, ServiceUnavailable
 
 log = logging.getLogger("pipam.api")
@@ -53,6 +55,16 @@ def install(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(400, "HTTPBadRequest", f"Invalid input for {where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # Raised outside a unit of work (a lost connection while a session closes, say).
+        if is_connection_lost(exc) or isinstance(exc, InvalidRequestError):
+            return error_response(
+                503, "DatabaseUnavailable", "The database is unavailable; try again shortly.", {"Retry-After": "5"}
+            )
+        log.exception("database error")
+        return error_response(500, "HTTPInternalServerError", "Request failed: internal server error")
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

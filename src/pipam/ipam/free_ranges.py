@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipam.errors import RetryTransaction
@@ -42,23 +42,39 @@ class _Range:
 
 
 class RangeStore:
-    """Free ranges of one table, grouped by an owner column (the subnet)."""
+    """Free ranges of one table, grouped by an owner column (the subnet).
+
+    The statements of the allocation path are built once, with bind parameters: building SQLAlchemy
+    expressions per call cost more than the database work they describe.
+    """
 
     def __init__(self, table: Table, owner_column: str) -> None:
         self.table = table
         self.owner = table.c[owner_column]
-        self.c = table.c
+        self.c = c = table.c
+        cols = select(c.id, c.pool_id, c.first_key, c.last_key).where(self.owner == bindparam("owner"))
+        self._at_or_after = cols.where(c.last_key >= bindparam("key")).order_by(c.last_key).limit(1)
+        self._lowest = cols.order_by(c.first_key).limit(1)
+        self._containing = cols.where(c.first_key <= bindparam("key")).order_by(c.first_key.desc()).limit(1)
+        guard = (c.id == bindparam("rid"), c.first_key == bindparam("old_first"), c.last_key == bindparam("old_last"))
+        self._drop = delete(table).where(*guard)
+        self._move_first = update(table).where(*guard).values(first_key=bindparam("new_key"))
+        self._move_last = update(table).where(*guard).values(last_key=bindparam("new_key"))
+        same_pool = (self.owner == bindparam("owner"), c.pool_id == bindparam("pool"))
+        self._grow_left = (
+            update(table).where(*same_pool, c.last_key == bindparam("edge")).values(last_key=bindparam("new_key"))
+        )
+        self._grow_right = (
+            update(table).where(*same_pool, c.first_key == bindparam("edge")).values(first_key=bindparam("new_key"))
+        )
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def _row(self, session: Session, stmt) -> _Range | None:  # type: ignore[no-untyped-def]
-        row = session.execute(stmt.limit(1)).first()
+    def _row(self, session: Session, stmt, **params: str) -> _Range | None:  # type: ignore[no-untyped-def]
+        row = session.connection().execute(stmt, params).first()
         if row is None:
             return None
         return _Range(row.id, row.pool_id, int(row.first_key, 16), int(row.last_key, 16))
-
-    def _cols(self):  # type: ignore[no-untyped-def]
-        return select(self.c.id, self.c.pool_id, self.c.first_key, self.c.last_key)
 
     def ranges(self, session: Session, owner_id: str) -> list[tuple[int, int]]:
         rows = session.execute(
@@ -71,21 +87,18 @@ class RangeStore:
     def take_any(self, session: Session, owner_id: str, lo: int, hi: int, lowest: bool = False) -> int | None:
         """Claim a free address; ``lowest`` takes the smallest, otherwise one near a random point."""
         for _ in range(CLAIM_ATTEMPTS):
-            base = self._cols().where(self.owner == owner_id)
             if lowest:
                 point = None
-                rng = self._row(session, base.order_by(self.c.first_key))
+                rng = self._row(session, self._lowest, owner=owner_id)
             else:
                 point = _rng.randint(lo, hi)
-                rng = self._row(session, base.where(self.c.last_key >= to_key(point)).order_by(self.c.last_key))
+                rng = self._row(session, self._at_or_after, owner=owner_id, key=to_key(point))
                 if rng is None:  # nothing at or after the point: wrap around to the lowest range
                     point = None
-                    rng = self._row(session, base.order_by(self.c.first_key))
+                    rng = self._row(session, self._lowest, owner=owner_id)
             if rng is None:
                 return None
             value = rng.first if point is None else max(point, rng.first)
-            if not rng.first <= value <= rng.last:
-                raise AssertionError(f"free-range claim {value} outside {rng}")
             if self._claim(session, owner_id, rng, value):
                 return value
         raise RetryTransaction("free-range claims kept losing races")
@@ -94,10 +107,7 @@ class RangeStore:
         """Claim ``value`` if it is free; False when no free range holds it."""
         key = to_key(value)
         for _ in range(CLAIM_ATTEMPTS):
-            rng = self._row(
-                session,
-                self._cols().where(self.owner == owner_id, self.c.first_key <= key).order_by(self.c.first_key.desc()),
-            )
+            rng = self._row(session, self._containing, owner=owner_id, key=key)
             if rng is None or rng.last < value:
                 return False
             if self._claim(session, owner_id, rng, value):
@@ -106,18 +116,13 @@ class RangeStore:
 
     def _claim(self, session: Session, owner_id: str, rng: _Range, value: int) -> bool:
         """Remove ``value`` from ``rng`` if the row is still exactly as read (compare-and-swap)."""
-        guard = (
-            self.c.id == rng.id,
-            self.c.first_key == to_key(rng.first),
-            self.c.last_key == to_key(rng.last),
-        )
+        conn = session.connection()
+        guard = {"rid": rng.id, "old_first": to_key(rng.first), "old_last": to_key(rng.last)}
         if rng.first == rng.last:
-            return session.execute(delete(self.table).where(*guard)).rowcount == 1
+            return conn.execute(self._drop, guard).rowcount == 1
         if value == rng.first:
-            stmt = update(self.table).where(*guard).values(first_key=to_key(value + 1))
-            return session.execute(stmt).rowcount == 1
-        stmt = update(self.table).where(*guard).values(last_key=to_key(value - 1))
-        if session.execute(stmt).rowcount != 1:
+            return conn.execute(self._move_first, {**guard, "new_key": to_key(value + 1)}).rowcount == 1
+        if conn.execute(self._move_last, {**guard, "new_key": to_key(value - 1)}).rowcount != 1:
             return False
         if value < rng.last:
             self._insert(session, [(owner_id, rng.pool_id, value + 1, rng.last)])
@@ -127,13 +132,11 @@ class RangeStore:
 
     def give_back(self, session: Session, owner_id: str, pool_id: str, value: int) -> None:
         """Return ``value`` to its pool, joining it to a neighbouring range when there is one."""
-        key = to_key(value)
-        same_pool = (self.owner == owner_id, self.c.pool_id == pool_id)
-        left = update(self.table).where(*same_pool, self.c.last_key == to_key(value - 1))
-        if session.execute(left.values(last_key=key)).rowcount == 1:
+        conn = session.connection()
+        params = {"owner": owner_id, "pool": pool_id, "new_key": to_key(value)}
+        if conn.execute(self._grow_left, {**params, "edge": to_key(value - 1)}).rowcount == 1:
             return
-        right = update(self.table).where(*same_pool, self.c.first_key == to_key(value + 1))
-        if session.execute(right.values(first_key=key)).rowcount == 1:
+        if conn.execute(self._grow_right, {**params, "edge": to_key(value + 1)}).rowcount == 1:
             return
         self._insert(session, [(owner_id, pool_id, value, value)])
 
@@ -151,7 +154,7 @@ class RangeStore:
         if not rows:
             return
         owner_name = self.owner.key
-        session.execute(
+        session.connection().execute(
             insert(self.table),
             [{owner_name: o, "pool_id": p, "first_key": to_key(a), "last_key": to_key(b)} for o, p, a, b in rows],
         )

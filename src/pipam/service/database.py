@@ -44,6 +44,7 @@ class Database:
         self._write = make_sessionmaker(self.engine)
         self._read = make_sessionmaker(self.engine.execution_options(sqlite_immediate=False))
         self.driver_name = settings.ipam_driver
+        self.retries = 0  # transactions rerun after a deadlock or lost race (reported by benchmarks)
 
     @property
     def driver_class(self) -> type[IpamDriver]:
@@ -77,6 +78,7 @@ class Database:
                         f"Too much contention; retried {attempts} times",
                         retry_after=self.settings.retry_after,
                     ) from exc
+                self.retries += 1
                 log.debug("retrying transaction (attempt %d): %s", attempt, exc)
                 time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 7)))
             except BaseException:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import netaddr
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from pipam.db.models import IPAllocation, IPAllocationPool, IPAvailabilityRange, Subnet
@@ -54,6 +54,13 @@ def core_allocated_values(session: Session, subnet_id: str) -> list[int]:
     return [int(k, 16) for k in keys]
 
 
+_SUBNET_WITH_POOLS = (
+    select(Subnet.cidr, IPAllocationPool.id, IPAllocationPool.first_key, IPAllocationPool.last_key)
+    .outerjoin(IPAllocationPool, IPAllocationPool.subnet_id == Subnet.id)
+    .where(Subnet.id == bindparam("subnet_id"))
+)
+
+
 class BuiltinDriver:
     name: ClassVar[str] = "builtin"
     deprecated: ClassVar[bool] = True
@@ -64,15 +71,24 @@ class BuiltinDriver:
         self.session = context.session
 
     def _subnet(self, subnet_id: str) -> RangeSubnet:
-        row = self.session.get(Subnet, subnet_id)
-        if row is None:
+        # The hot path of every allocation: the subnet and its pools in one round trip, no ORM objects.
+        rows = (
+            self.session.connection()
+            .execute(
+                select(Subnet.cidr, IPAllocationPool.id, IPAllocationPool.first_key, IPAllocationPool.last_key)
+                .outerjoin(IPAllocationPool, IPAllocationPool.subnet_id == Subnet.id)
+                .where(Subnet.id == subnet_id)
+            )
+            .all()
+        )
+        if not rows:
             raise IpamSubnetNotFound(subnet_id, self.name)
         return RangeSubnet(
             self.session,
             subnet_id=subnet_id,
             owner_id=subnet_id,
-            network=ipaddress.ip_network(row.cidr),
-            pools=core_pools(self.session, subnet_id),
+            network=ipaddress.ip_network(rows[0][0]),
+            pools=[PoolBounds(pid, int(a, 16), int(b, 16)) for _, pid, a, b in rows if pid is not None],
             ranges=RANGES,
             ledger=CoreLedger(subnet_id),
         )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import netaddr
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipam.db.base import new_id
@@ -36,16 +36,14 @@ class TableLedger:
         return session.get(IpamAllocation, (self.ipam_subnet_id, address)) is not None
 
     def record(self, session: Session, addresses: list[str]) -> None:
-        session.execute(
-            insert(IpamAllocation),
+        session.connection().execute(
+            _RECORD,
             [{"ipam_subnet_id": self.ipam_subnet_id, "ip_address": a, "status": "ALLOCATED"} for a in addresses],
         )
 
     def forget(self, session: Session, address: str) -> bool:
-        stmt = delete(IpamAllocation).where(
-            IpamAllocation.ipam_subnet_id == self.ipam_subnet_id, IpamAllocation.ip_address == address
-        )
-        return session.execute(stmt).rowcount == 1
+        params = {"sid": self.ipam_subnet_id, "ip": address}
+        return session.connection().execute(_FORGET, params).rowcount == 1
 
 
 def _pools(session: Session, ipam_subnet_id: str) -> list[PoolBounds]:
@@ -55,6 +53,19 @@ def _pools(session: Session, ipam_subnet_id: str) -> list[PoolBounds]:
         )
     )
     return [PoolBounds(pid, int(a, 16), int(b, 16)) for pid, a, b in rows]
+
+
+_SUBNET_WITH_POOLS = (
+    select(
+        IpamSubnet.id, IpamSubnet.cidr, IpamAllocationPool.id, IpamAllocationPool.first_key, IpamAllocationPool.last_key
+    )
+    .outerjoin(IpamAllocationPool, IpamAllocationPool.ipam_subnet_id == IpamSubnet.id)
+    .where(IpamSubnet.subnet_id == bindparam("subnet_id"))
+)
+_RECORD = insert(IpamAllocation)
+_FORGET = delete(IpamAllocation).where(
+    IpamAllocation.ipam_subnet_id == bindparam("sid"), IpamAllocation.ip_address == bindparam("ip")
+)
 
 
 class InternalDriver:
@@ -108,10 +119,35 @@ class InternalDriver:
         return self._subnet(row)
 
     def get_subnet(self, subnet_id: str) -> RangeSubnet:
-        row = self._row(subnet_id)
-        if row is None:
+        # The hot path of every allocation: the subnet and its pools in one round trip, no ORM objects.
+        rows = (
+            self.session.connection()
+            .execute(
+                select(
+                    IpamSubnet.id,
+                    IpamSubnet.cidr,
+                    IpamAllocationPool.id,
+                    IpamAllocationPool.first_key,
+                    IpamAllocationPool.last_key,
+                )
+                .outerjoin(IpamAllocationPool, IpamAllocationPool.ipam_subnet_id == IpamSubnet.id)
+                .where(IpamSubnet.subnet_id == subnet_id)
+            )
+            .all()
+        )
+        if not rows:
             raise IpamSubnetNotFound(subnet_id, self.name)
-        return self._subnet(row)
+        ipam_id, cidr = rows[0][0], rows[0][1]
+        pools = [PoolBounds(pid, int(a, 16), int(b, 16)) for _, _, pid, a, b in rows if pid is not None]
+        return RangeSubnet(
+            self.session,
+            subnet_id=subnet_id,
+            owner_id=ipam_id,
+            network=ipaddress.ip_network(cidr),
+            pools=pools,
+            ranges=RANGES,
+            ledger=TableLedger(ipam_id),
+        )
 
     def update_subnet(self, request: SpecificSubnetRequest) -> RangeSubnet:
         row = self._row(request.subnet_id)
