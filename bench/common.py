@@ -14,8 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from tests.databases import recreate
 
 from pipam.config import load_settings
 from pipam.db import schema
@@ -37,18 +36,7 @@ def fresh_url(kind: str, name: str) -> str:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return f"sqlite:///{path}"
-    admin = normalise_url(SERVERS[kind])
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    db = f"pipam_bench_{name}"
-    with engine.connect() as conn:
-        if kind == "postgresql":
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-        else:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
-            conn.execute(text(f"CREATE DATABASE `{db}`"))
-    engine.dispose()
-    return make_url(admin).set(database=db).render_as_string(hide_password=False)
+    return recreate(normalise_url(SERVERS[kind]), f"pipam_bench_{name}")
 
 
 def fresh_database(kind: str, name: str, backend: str) -> Database:

@@ -61,9 +61,15 @@ def fill(db: Database, prefix: int, fraction: float, progress: bool = True) -> d
         if progress and i and i % 5000 == 0:
             console.print(f"  {i:,}/{count:,} ({i / (time.perf_counter() - started):,.0f}/s)")
     assert len(seen) == count, "an address was handed out twice"
+    return report(samples, size, started)
+
+
+def report(samples: list[float], pool_size: int, started: float) -> dict[str, Any]:
+    """Per-decile timing of a fill, and how the last decile compares with the first."""
+    count = len(samples)
     deciles = [summary(samples[d * count // 10 : (d + 1) * count // 10]) for d in range(10)]
     return {
-        "pool_size": size,
+        "pool_size": pool_size,
         "allocations": count,
         "deciles": deciles,
         "ratio_last_first": deciles[-1]["mean_ms"] / deciles[0]["mean_ms"],

@@ -54,10 +54,11 @@ def build(url: str, addresses: int, n_subnets: int) -> None:
         m: [] for m in (Network, Subnet, IPAllocationPool, Port, IPAllocation, IPAvailabilityRange)
     }
 
-    def flush(force: bool = False) -> None:
+    def flush() -> None:
+        # Every buffer, parents first: a port must not arrive before its network.
         with engine.begin() as conn:
             for model in (Network, Subnet, IPAllocationPool, Port, IPAllocation, IPAvailabilityRange):
-                if buf[model] and (force or len(buf[model]) >= CHUNK):
+                if buf[model]:
                     conn.execute(insert(model), buf[model])
                     buf[model] = []
 
@@ -119,7 +120,7 @@ def build(url: str, addresses: int, n_subnets: int) -> None:
             )
         if len(buf[IPAllocation]) >= CHUNK:
             flush()
-    flush(force=True)
+    flush()
     engine.dispose()
 
 

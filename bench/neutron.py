@@ -21,8 +21,8 @@ from typing import Any
 
 import typer
 
-from bench.common import console, fresh_database, fresh_url, machine, summary, table, write_json
-from bench.fill import fill
+from bench.common import console, fresh_database, fresh_url, machine, table, write_json
+from bench.fill import fill, report
 
 
 def neutron_fill(url: str, prefix: int, fraction: float) -> dict[str, Any]:
@@ -82,14 +82,7 @@ def neutron_fill(url: str, prefix: int, fraction: float) -> dict[str, Any]:
         if i and i % 200 == 0:
             console.print(f"  neutron {i:,}/{count:,} ({i / (time.perf_counter() - started):,.0f}/s)")
     assert len(seen) == count
-    deciles = [summary(samples[d * count // 10 : (d + 1) * count // 10]) for d in range(10)]
-    return {
-        "pool_size": size,
-        "allocations": count,
-        "deciles": deciles,
-        "ratio_last_first": deciles[-1]["mean_ms"] / deciles[0]["mean_ms"],
-        "total_s": time.perf_counter() - started,
-    }
+    return report(samples, size, started)
 
 
 def main(

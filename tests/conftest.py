@@ -62,5 +62,11 @@ def db(schema_url: str, backend: str) -> Iterator[Database]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    for kind, reason in sorted(SKIPPED.items()):
-        terminalreporter.write_line(f"database tests SKIPPED on {kind}: {reason}", yellow=True)
+    """Say plainly which databases were not tested (also under xdist, where skips come from workers)."""
+    reasons = set(SKIPPED.values())
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and "not reachable" in str(longrepr[2]):
+            reasons.add(str(longrepr[2]).removeprefix("Skipped: "))
+    for reason in sorted(reasons):
+        terminalreporter.write_line(f"database tests SKIPPED: {reason}", yellow=True)

@@ -33,22 +33,27 @@ def server_url(kind: str, purpose: str = "t") -> str:
     admin = normalise_url(ADMIN_URLS[kind])
     name = f"pipam_{purpose}_{worker()}"
     try:
-        engine = create_engine(admin, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            if kind == "postgresql":
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            else:
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-                conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        engine.dispose()
+        return recreate(admin, name)
     except Exception as exc:  # any connection failure means: not available here
         reason = f"{kind} not reachable at {make_url(admin).render_as_string()}: {str(exc).splitlines()[0]}"
         SKIPPED[kind] = reason
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI requires {kind}: {reason}")
         pytest.skip(reason)
-    return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+
+def recreate(admin_url: str, name: str) -> str:
+    """Drop and create database ``name`` on the server of ``admin_url``; returns the new database's URL."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        else:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 def url_for(kind: str, tmp_dir: str, purpose: str = "t") -> str:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import create_engine, select, text
 
@@ -25,6 +23,7 @@ from pipam.db.engine import normalise_url
 from pipam.db.models import IPAllocation
 from pipam.service.database import Database
 from tests.helpers import net, subnet
+from tests.load import PortLoad
 from tests.private_postgres import PrivatePostgres
 from tests.server import Server
 
@@ -36,45 +35,6 @@ def pg() -> Iterator[PrivatePostgres]:
     server = PrivatePostgres()
     yield server
     server.destroy()
-
-
-class Load:
-    """Client threads creating ports; each answer and how long it took."""
-
-    def __init__(self, base: str, network_id: str, threads: int = 3) -> None:
-        self.base, self.network_id = base, network_id
-        self.answers: list[tuple[float, int, str, str]] = []  # (time, status, ip or type, port id)
-        self.slowest = 0.0
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base, timeout=30) as client:
-            while not self.stop.is_set():
-                t0 = time.monotonic()
-                r = client.post("/v2.0/ports", json={"port": {"network_id": self.network_id}})
-                took = time.monotonic() - t0
-                body = r.json()
-                if r.status_code == 201:
-                    entry = (t0, 201, body["port"]["fixed_ips"][0]["ip_address"], body["port"]["id"])
-                else:
-                    entry = (t0, r.status_code, body["NeutronError"]["type"], r.headers.get("retry-after", ""))
-                with self.lock:
-                    self.answers.append(entry)
-                    self.slowest = max(self.slowest, took)
-                if r.status_code != 201:
-                    time.sleep(0.05)
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
 
 
 def prepare(url: str, backend: str) -> tuple[Database, str]:
@@ -108,7 +68,7 @@ def test_postgres_stopped_and_restarted(pg, backend, tmp_path):
     db, n = prepare(pg.url, backend)
     server = Server(pg.url, backend, tmp_path / "serve.log")
     try:
-        with Load(server.base, n) as load:
+        with PortLoad([server.base], n, per_base=3) as load:
             time.sleep(1.5)
             down_at = time.monotonic()
             pg.stop()
@@ -139,7 +99,7 @@ def test_connections_killed_mid_transaction(pg, backend, tmp_path):
     killer = create_engine(normalise_url(pg.url), isolation_level="AUTOCOMMIT")
     killed = 0
     try:
-        with Load(server.base, n, threads=4) as load:
+        with PortLoad([server.base], n, per_base=4) as load:
             deadline = time.monotonic() + 5
             with killer.connect() as conn:
                 while time.monotonic() < deadline:

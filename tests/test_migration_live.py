@@ -6,65 +6,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from pipam.db.models import IPAllocation
 from tests import dataset
 from tests.helpers import net, subnet
+from tests.load import PortLoad
 from tests.server import Server
 
 PIPAM = str(Path(sys.executable).with_name("pipam"))
 OTHER = {"builtin": "internal", "internal": "builtin"}
-
-
-class Clients:
-    """Threads creating ports through the given servers until stopped; every answer is kept."""
-
-    def __init__(self, servers: list[Server], network_id: str, per_server: int = 2) -> None:
-        self.results: list[tuple[int, str, str]] = []  # (status, ip or error type, port id or retry-after)
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._loop, args=(s.base, network_id), daemon=True)
-            for s in servers
-            for _ in range(per_server)
-        ]
-
-    def _loop(self, base: str, network_id: str) -> None:
-        with httpx.Client(base_url=base, timeout=60) as client:
-            while not self.stop.is_set():
-                try:
-                    r = client.post("/v2.0/ports", json={"port": {"network_id": network_id}})
-                except httpx.HTTPError:
-                    time.sleep(0.05)
-                    continue
-                body = r.json()
-                if r.status_code == 201:
-                    p = body["port"]
-                    entry = (201, p["fixed_ips"][0]["ip_address"], p["id"])
-                else:
-                    entry = (r.status_code, body["NeutronError"]["type"], r.headers.get("retry-after", ""))
-                with self.lock:
-                    self.results.append(entry)
-                if r.status_code == 503:
-                    time.sleep(0.05)
-
-    def __enter__(self) -> Clients:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
 
 
 @pytest.mark.slow
@@ -75,7 +31,7 @@ def test_two_servers_during_migration(db, schema_url, backend, tmp_path):
     subnet(db, n, "10.200.0.0/22")
     servers = [Server(schema_url, backend, tmp_path / f"a{i}.log") for i in range(2)]
     try:
-        with Clients(servers, n) as clients:
+        with PortLoad([s.base for s in servers], n) as clients:
             time.sleep(1.0)
             env = {
                 **os.environ,
@@ -92,15 +48,15 @@ def test_two_servers_during_migration(db, schema_url, backend, tmp_path):
             )
             assert done.returncode == 0, done.stdout + done.stderr
             time.sleep(1.0)  # the old servers now refuse: configured for the old backend
-        first_phase = list(clients.results)
+        first_phase = [a[1:] for a in clients.answers]
     finally:
         for s in servers:
             s.stop()
     servers = [Server(schema_url, target, tmp_path / f"b{i}.log") for i in range(2)]
     try:
-        with Clients(servers, n) as clients:
+        with PortLoad([s.base for s in servers], n) as clients:
             time.sleep(1.5)
-        second_phase = list(clients.results)
+        second_phase = [a[1:] for a in clients.answers]
     finally:
         for s in servers:
             s.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +43,13 @@ def test_sdk_lifecycle(conn):
     with pytest.raises(openstack.exceptions.ConflictException, match="already allocated"):
         conn.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.0.0.15"}])
 
+    # An address of the pool that neither port holds (the automatic one is random).
+    target = next(f"10.0.0.{i}" for i in range(16, 21) if f"10.0.0.{i}" != auto.fixed_ips[0]["ip_address"])
     renamed = conn.network.update_port(
-        specific, name="renamed", fixed_ips=[{"subnet_id": sub.id, "ip_address": "10.0.0.16"}]
+        specific, name="renamed", fixed_ips=[{"subnet_id": sub.id, "ip_address": target}]
     )
-    assert renamed.name == "renamed" and renamed.fixed_ips[0]["ip_address"] == "10.0.0.16"
-    found = list(conn.network.ports(fixed_ips="ip_address=10.0.0.16"))
+    assert renamed.name == "renamed" and renamed.fixed_ips[0]["ip_address"] == target
+    found = list(conn.network.ports(fixed_ips=f"ip_address={target}"))
     assert [p.id for p in found] == [specific.id]
 
     avail = conn.network.get_network_ip_availability(net.id)
@@ -76,83 +79,40 @@ def test_sdk_exhaustion_is_conflict(conn):
         conn.network.create_port(network_id=net.id)
 
 
-def run_cli(server, *args: str) -> str:
+def openstack_cli(server, *args: str) -> subprocess.CompletedProcess:
     cmd = [OPENSTACK, "--os-auth-type", "none", "--os-endpoint", f"{server.base}/", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def run_cli(server, *args: str) -> str:
+    done = openstack_cli(server, *args)
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed: {done.stderr}")
     return done.stdout
 
 
+def cli_json(server, command: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(run_cli(server, *shlex.split(command), "-f", "json"))
+
+
 def test_openstack_cli(api, server, api_backend, db_kind):
     if db_kind != "sqlite":
         pytest.skip("the CLI is exercised once per backend (SQLite); the SDK covers every database")
-    net = json.loads(run_cli(server, "network", "create", "cli-net", "-f", "json"))
-    sub = json.loads(
-        run_cli(
-            server,
-            "subnet",
-            "create",
-            "--network",
-            net["id"],
-            "--subnet-range",
-            "192.168.5.0/24",
-            "--allocation-pool",
-            "start=192.168.5.10,end=192.168.5.20",
-            "cli-sub",
-            "-f",
-            "json",
-        )
+    net = cli_json(server, "network create cli-net")
+    sub = cli_json(
+        server,
+        f"subnet create --network {net['id']} --subnet-range 192.168.5.0/24 "
+        "--allocation-pool start=192.168.5.10,end=192.168.5.20 cli-sub",
     )
     assert sub["allocation_pools"] == [{"start": "192.168.5.10", "end": "192.168.5.20"}]
-    run_cli(server, "subnet", "pool", "create", "--pool-prefix", "10.30.0.0/16", "--default-prefix-length", "24", "p")
-    pooled = json.loads(
-        run_cli(
-            server,
-            "subnet",
-            "create",
-            "--network",
-            net["id"],
-            "--subnet-pool",
-            "p",
-            "--prefix-length",
-            "26",
-            "pooled",
-            "-f",
-            "json",
-        )
-    )
+    run_cli(server, *shlex.split("subnet pool create --pool-prefix 10.30.0.0/16 --default-prefix-length 24 p"))
+    pooled = cli_json(server, f"subnet create --network {net['id']} --subnet-pool p --prefix-length 26 pooled")
     assert pooled["cidr"] == "10.30.0.0/26"
-    port = json.loads(
-        run_cli(
-            server,
-            "port",
-            "create",
-            "--network",
-            net["id"],
-            "--fixed-ip",
-            "subnet=cli-sub,ip-address=192.168.5.15",
-            "p1",
-            "-f",
-            "json",
-        )
-    )
+    port = cli_json(server, f"port create --network {net['id']} --fixed-ip subnet=cli-sub,ip-address=192.168.5.15 p1")
     assert port["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "192.168.5.15"}]
-    cmd = [
-        OPENSTACK,
-        "--os-auth-type",
-        "none",
-        "--os-endpoint",
-        f"{server.base}/",
-        "port",
-        "create",
-        "--network",
-        net["id"],
-        "--fixed-ip",
-        "ip-address=192.168.5.15",
-        "p2",
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = openstack_cli(
+        server, "port", "create", "--network", net["id"], "--fixed-ip", "ip-address=192.168.5.15", "p2"
+    )
     assert done.returncode != 0 and "already allocated" in done.stderr
-    avail = json.loads(run_cli(server, "ip", "availability", "show", net["id"], "-f", "json"))
+    avail = cli_json(server, f"ip availability show {net['id']}")
     assert avail["used_ips"] == 1

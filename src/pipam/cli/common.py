@@ -12,6 +12,7 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipam.config import ConfigError, Settings, load_settings
+from pipam.db import schema
 from pipam.db.engine import make_engine
 from pipam.errors import PipamError
 
@@ -58,3 +59,14 @@ def friendly_errors(fn: F) -> F:
 
 def engine_for(settings: Settings):  # type: ignore[no-untyped-def]
     return make_engine(settings.database_url)
+
+
+def current_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    """An engine on a database whose schema is the newest; otherwise a message saying what to run."""
+    engine = make_engine(settings.database_url)
+    current, head = schema.current_revision(engine), schema.head_revision(engine)
+    if current != head:
+        engine.dispose()
+        where = "has no Pipam schema" if current is None else f"is at schema revision {current}, not {head}"
+        fail(f"the database {where}; run 'pipam db upgrade' first")
+    return engine

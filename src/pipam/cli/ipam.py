@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from pipam.cli.common import console, engine_for, fail, friendly_errors, settings_of
+from pipam.cli.common import console, current_engine, fail, friendly_errors, settings_of
 from pipam.db.engine import make_sessionmaker
 from pipam.db.models import IpamMigration, IpamState
 from pipam.ipam.interface import DriverContext
@@ -36,7 +36,7 @@ def _print_json(data: Any) -> None:
 def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Active backend, fence, last migration, and stale data other backends still hold."""
     settings = settings_of(ctx)
-    engine = engine_for(settings)
+    engine = current_engine(settings)
     try:
         with make_sessionmaker(engine)() as session:
             state = session.scalar(select(IpamState).where(IpamState.id == 1))
@@ -148,7 +148,7 @@ def migrate(
     if on_conflict not in ("fail", "adopt"):
         fail("--on-conflict must be 'fail' or 'adopt'", code=2)
     settings = settings_of(ctx)
-    engine = engine_for(settings)
+    engine = current_engine(settings)
     progress = for_terminal(console, quiet=as_json)
     try:
         migrator = Migrator(engine, progress)
@@ -188,7 +188,7 @@ def verify(
 ) -> None:
     """Compare a backend's state with the core tables; list every difference. Exit 1 when any."""
     settings = settings_of(ctx)
-    engine = engine_for(settings)
+    engine = current_engine(settings)
     try:
         sessions = make_sessionmaker(engine)
         with sessions() as session:
@@ -236,7 +236,7 @@ def cleanup(
         if not sys.stdin.isatty():
             fail("refusing to delete without confirmation: add --yes", code=2)
         typer.confirm(f"Delete every record the {name!r} backend holds?", abort=True)
-    engine = engine_for(settings)
+    engine = current_engine(settings)
     try:
         deleted = cleanup_backend(engine, name)
     finally:

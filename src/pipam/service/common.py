@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from pipam.db.base import utcnow
 from pipam.db.models import StandardAttrs
-from pipam.errors import BadRequest, InvalidInput, NotFound
+from pipam.errors import BadRequest, InvalidInput, NotFound, PipamError
 
 M = TypeVar("M", bound=StandardAttrs)
 
@@ -31,7 +31,11 @@ class Caller:
         if not isinstance(project, str) or len(project) > MAX_NAME:
             raise InvalidInput("Invalid input: project_id must be a string of at most 255 characters")
         if self.restricted and project != self.project_id:
-            raise NotFound("Cannot create resources in another project")
+            raise PipamError(
+                f"Policy doesn't allow creating a resource in project {project!r}.",
+                type="PolicyNotAuthorized",
+                status=403,
+            )
         return project
 
     def can_see(self, obj: StandardAttrs, shared: bool = False) -> bool:

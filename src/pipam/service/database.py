@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -45,6 +47,9 @@ class Database:
         self._read = make_sessionmaker(self.engine.execution_options(sqlite_immediate=False))
         self.driver_name = settings.ipam_driver
         self.retries = 0  # transactions rerun after a deadlock or lost race (reported by benchmarks)
+        # SQLite has one writer at a time; threads of one process queue here instead of poll-sleeping in
+        # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock still decides.
+        self._sqlite_writes = threading.Lock() if self.engine.url.get_backend_name() == "sqlite" else None
 
     @property
     def driver_class(self) -> type[IpamDriver]:
@@ -58,8 +63,9 @@ class Database:
         attempts = max(1, self.settings.db_retries)
         for attempt in range(1, attempts + 1):
             uow = UnitOfWork(self, self.session(write))
+            queue = self._sqlite_writes if write and self._sqlite_writes is not None else contextlib.nullcontext()
             try:
-                with uow.session.begin():
+                with queue, uow.session.begin():
                     result = fn(uow)
                 return result
             except (RetryTransaction, DBAPIError) as exc:

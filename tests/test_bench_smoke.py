@@ -1,0 +1,70 @@
+"""Each benchmark script runs end to end at a tiny size, so that they keep working. No timing is
+asserted here: the figures come from running the scripts themselves (bench/README.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(name: str, *args: str, python: str = sys.executable) -> str:
+    done = subprocess.run([python, "-m", f"bench.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_fill(tmp_path):
+    out = tmp_path / "fill.json"
+    run_bench("fill", "--prefix", "26", "--fill", "0.9", "--json", str(out))
+    data = json.loads(out.read_text())
+    for backend in ("builtin", "internal"):
+        r = data["backends"][backend]
+        assert r["pool_size"] == 61 and r["allocations"] == 54 and len(r["deciles"]) == 10
+        assert r["ratio_last_first"] > 0
+
+
+def test_concurrent(tmp_path):
+    out = tmp_path / "c.json"
+    run_bench("concurrent", "--dbs", "sqlite", "--workers", "1,2", "--ports", "40", "--json", str(out))
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["workers"] for r in runs] == [1, 2]
+    assert all(r["duplicates"] == 0 and r["ports"] == 40 for r in runs)
+
+
+def test_api(tmp_path):
+    out = tmp_path / "a.json"
+    text = run_bench("api", "--ports", "40", "--clients", "2", "--json", str(out))
+    assert "ports through the API" in text
+    for r in json.loads(out.read_text())["backends"].values():
+        assert r["failures"] == 0 and r["ports_per_s"] > 0 and r["raw_inserts_per_s"] > 0
+
+
+def test_migrate(tmp_path):
+    out = tmp_path / "m.json"
+    run_bench("migrate", "--sizes", "1000,2000", "--subnets", "20", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert [(r["size"], r["target"]) for r in data["runs"]] == [
+        (1000, "internal"),
+        (1000, "builtin"),
+        (2000, "internal"),
+        (2000, "builtin"),
+    ]
+    assert all(r["clean"] and r["allocations"] == r["size"] for r in data["runs"])
+    assert "peak_ratio_largest_smallest" in data
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("neutron") is None,
+    reason="neutron is an optional extra (pip install -e '.[neutron]'); bench.neutron not smoked",
+)
+def test_neutron(tmp_path):
+    out = tmp_path / "n.json"
+    run_bench("neutron", "--prefix", "27", "--json", str(out))
+    assert set(json.loads(out.read_text())["runs"]) == {"neutron", "internal", "builtin"}
