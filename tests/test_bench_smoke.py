@@ -68,3 +68,10 @@ def test_neutron(tmp_path):
     out = tmp_path / "n.json"
     run_bench("neutron", "--prefix", "27", "--json", str(out))
     assert set(json.loads(out.read_text())["runs"]) == {"neutron", "internal", "builtin"}
+
+
+def test_prefixes(tmp_path):
+    out = tmp_path / "p.json"
+    run_bench("prefixes", "--pool-prefix", "24", "--subnet-prefix", "28", "--json", str(out))
+    for r in json.loads(out.read_text())["backends"].values():
+        assert r["allocations"] == 16 and len(r["deciles"]) == 10

@@ -54,7 +54,7 @@ def test_config_file_and_environment(tmp_path):
     # The environment wins over the file.
     done = run("db", "upgrade", cwd=str(tmp_path), env={"PIPAM_DATABASE_URL": f"sqlite:///{tmp_path}/env.db"})
     assert done.returncode == 0 and (tmp_path / "env.db").exists()
-    assert run("db", "current", cwd=str(tmp_path)).stdout.startswith("0001 (head)")
+    assert run("db", "current", cwd=str(tmp_path)).stdout.startswith("0002 (head)")
 
 
 def test_unreachable_database_is_one_clear_line():

@@ -172,3 +172,13 @@ def test_unknown_ids_are_404(db):
         lambda: update_port(db, "x", name="y"),
     ):
         assert error_of(fn).status == 404
+
+
+def test_named_addresses_are_taken_before_chosen_ones(db):
+    """Four automatic addresses and one named one fill a 5-address pool in one request, every time."""
+    n = net(db)["id"]
+    s = subnet(db, n, "10.0.0.0/29")  # pool 10.0.0.2 - 10.0.0.6
+    for _ in range(5):
+        p = port(db, n, fixed_ips=[{"subnet_id": s["id"]}] * 4 + [{"ip_address": "10.0.0.6"}])
+        assert sorted(ips(p)) == [f"10.0.0.{i}" for i in range(2, 7)]
+        delete_port(db, p["id"])

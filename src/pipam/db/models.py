@@ -178,3 +178,23 @@ class IpamMigration(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SubnetPoolFreeBlock(Base):
+    """Free address space of a subnet pool: a prefix request is one index lookup, not a scan of subnets.
+
+    ``max_block`` is the host-bit count of the largest aligned block that fits in the range.
+    """
+
+    __tablename__ = "subnetpool_free_blocks"
+    __table_args__ = (
+        Index("ix_subnetpool_free_blocks_fit", "subnetpool_id", "max_block", "first_key"),
+        Index("ix_subnetpool_free_blocks_first", "subnetpool_id", "first_key"),
+        Index("ix_subnetpool_free_blocks_last", "subnetpool_id", "last_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subnetpool_id: Mapped[str] = mapped_column(ID, ForeignKey("subnetpools.id", ondelete="CASCADE"))
+    first_key: Mapped[str] = mapped_column(KEY)
+    last_key: Mapped[str] = mapped_column(KEY)
+    max_block: Mapped[int] = mapped_column(Integer)

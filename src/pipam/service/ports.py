@@ -152,6 +152,11 @@ def _parse_fixed_ips(uow: UnitOfWork, value: Any, network_id: str, device_owner:
     return wanted
 
 
+def specific_first(wanted: list[Wanted]) -> list[Wanted]:
+    """Named addresses before chosen ones, so that a random choice cannot take one the request names."""
+    return sorted(wanted, key=lambda w: w.ip is None)
+
+
 class Allocator:
     """Allocations of one operation, through the active backend, mirrored in the core table."""
 
@@ -274,7 +279,7 @@ def create(uow: UnitOfWork, body: dict[str, Any], caller: Caller = ADMIN) -> dic
         _default_allocations(uow, lambda: Allocator(uow, port), port)
     elif wanted:
         allocator = Allocator(uow, port)
-        for item in wanted:
+        for item in specific_first(wanted):
             allocator.allocate(item)
     uow.session.refresh(port, ["fixed_ips"])
     return to_dict(port)
@@ -321,7 +326,7 @@ def _change_fixed_ips(uow: UnitOfWork, port: Port, wanted: list[Wanted]) -> None
     for alloc in released:
         allocator.release(alloc)
     uow.session.expire(port, ["fixed_ips"])
-    for item in to_add:
+    for item in specific_first(to_add):
         allocator.allocate(item)
 
 

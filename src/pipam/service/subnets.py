@@ -328,6 +328,8 @@ def remove(uow: UnitOfWork, subnet: Subnet) -> None:
             uow.session.delete(alloc)
             ipam_subnet.deallocate(alloc.ip_address)
     driver.remove_subnet(subnet.id)
+    if subnet.subnetpool_id is not None:
+        subnetpools.release_prefix(uow, subnet.subnetpool_id, subnet.cidr)
     uow.session.delete(subnet)
     uow.session.flush()
 
