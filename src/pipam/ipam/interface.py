@@ -8,7 +8,7 @@ outside system registers an undo with ``context.on_rollback``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -89,9 +89,6 @@ class SubnetState:
     pools: list[tuple[str, str]]
     allocations: netaddr.IPSet = field(default_factory=netaddr.IPSet)
 
-    def allocation_count(self) -> int:
-        return self.allocations.size
-
 
 @dataclass
 class DriverContext:
@@ -135,12 +132,10 @@ class IpamDriver(Protocol):
 
     def remove_subnet(self, subnet_id: str) -> None: ...
 
-    # migration support
-    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
-        """Everything held, one subnet at a time in subnet-id order, resuming after ``after``."""
+    # migration support: together these list everything a backend holds
+    def dump_subnet(self, subnet_id: str) -> SubnetState | None:
+        """What this backend holds for one subnet (CIDR, pools, allocated set); None if nothing."""
         ...
-
-    def dump_subnet(self, subnet_id: str) -> SubnetState | None: ...
 
     def subnet_ids(self, after: str | None, limit: int) -> list[str]:
         """Ids of the core subnets this backend holds state for, in order, resuming after ``after``."""

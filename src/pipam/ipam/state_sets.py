@@ -12,7 +12,3 @@ def ipset_of_ranges(ranges: Iterable[tuple[int, int]], version: int) -> netaddr.
     for first, last in ranges:
         cidrs.extend(netaddr.iprange_to_cidrs(netaddr.IPAddress(first, version), netaddr.IPAddress(last, version)))
     return netaddr.IPSet(cidrs)
-
-
-def ipset_of_addresses(addresses: Iterable[str]) -> netaddr.IPSet:
-    return netaddr.IPSet(addresses)

@@ -13,7 +13,6 @@ import os
 import random
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from typing import ClassVar
 
 import netaddr
@@ -150,12 +149,6 @@ class ExternalIpam:
             "SELECT subnet_id FROM subnets WHERE subnet_id > ? ORDER BY subnet_id LIMIT ?", (after or "", limit)
         )
         return [r[0] for r in rows]
-
-    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
-        for sid in self.subnet_ids(after, limit or 2**31):
-            state = self.dump_subnet(sid)
-            if state is not None:
-                yield state
 
     def dump_subnet(self, subnet_id: str) -> SubnetState | None:
         row = self.db.execute("SELECT cidr, pools FROM subnets WHERE subnet_id=?", (subnet_id,)).fetchone()

@@ -6,7 +6,6 @@ Deprecated: kept so that existing deployments run unchanged and so that a migrat
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import ClassVar
 
 import netaddr
@@ -117,13 +116,6 @@ class BuiltinDriver:
         if after is not None:
             stmt = stmt.where(IPAvailabilityRange.subnet_id > after)
         return list(self.session.scalars(stmt))
-
-    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
-        """Subnets that have free-range rows; the allocations are what the pools no longer offer."""
-        for subnet_id in self.subnet_ids(after, limit or 2**31):
-            state = self.dump_subnet(subnet_id)
-            if state is not None:
-                yield state
 
     def dump_subnet(self, subnet_id: str) -> SubnetState | None:
         subnet = self.session.get(Subnet, subnet_id)

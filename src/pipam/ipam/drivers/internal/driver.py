@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from typing import ClassVar
 
 import netaddr
@@ -175,15 +174,6 @@ class InternalDriver:
         self.session.execute(delete(IpamSubnet).where(IpamSubnet.id == ipam_subnet_id))
 
     # --- migration support ---------------------------------------------------------------------
-
-    def dump(self, after: str | None = None, limit: int | None = None) -> Iterator[SubnetState]:
-        stmt = select(IpamSubnet).order_by(IpamSubnet.subnet_id)
-        if after is not None:
-            stmt = stmt.where(IpamSubnet.subnet_id > after)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        for row in self.session.scalars(stmt).all():
-            yield self._state(row)
 
     def subnet_ids(self, after: str | None, limit: int) -> list[str]:
         stmt = select(IpamSubnet.subnet_id).order_by(IpamSubnet.subnet_id).limit(limit)
