@@ -99,6 +99,8 @@ class RangeStore:
             if rng is None:
                 return None
             value = rng.first if point is None else max(point, rng.first)
+            if not rng.first <= value <= rng.last:  # the wrap-around bug this guards against was real
+                raise AssertionError(f"free-range claim {value} outside {rng}")
             if self._claim(session, owner_id, rng, value):
                 return value
         raise RetryTransaction("free-range claims kept losing races")

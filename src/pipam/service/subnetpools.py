@@ -11,7 +11,7 @@ from sqlalchemy import exists, select
 
 from pipam.db.models import Subnet, SubnetPool, SubnetPoolFreeBlock, SubnetPoolPrefix
 from pipam.errors import BadRequest, Conflict, InvalidInput
-from pipam.ipam.addr import IPNetwork, parse_cidr
+from pipam.ipam.addr import IPNetwork, int_to_ip, parse_cidr
 from pipam.service import prefix_blocks
 from pipam.service.common import (
     ADMIN,
@@ -190,9 +190,7 @@ def allocate_prefix(uow: UnitOfWork, pool: SubnetPool, cidr: IPNetwork | None, p
             f"Failed to allocate subnet: no /{length} prefix is free in subnet pool {pool.id}.",
             type="SubnetAllocationError",
         )
-    return ipaddress.ip_network(
-        f"{ipaddress.ip_address(start) if width == 128 else ipaddress.IPv4Address(start)}/{length}"
-    )
+    return ipaddress.ip_network(f"{int_to_ip(start, pool.ip_version)}/{length}")
 
 
 def release_prefix(uow: UnitOfWork, pool_id: str, cidr: str) -> None:

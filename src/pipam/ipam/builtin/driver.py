@@ -71,15 +71,7 @@ class BuiltinDriver:
 
     def _subnet(self, subnet_id: str) -> RangeSubnet:
         # The hot path of every allocation: the subnet and its pools in one round trip, no ORM objects.
-        rows = (
-            self.session.connection()
-            .execute(
-                select(Subnet.cidr, IPAllocationPool.id, IPAllocationPool.first_key, IPAllocationPool.last_key)
-                .outerjoin(IPAllocationPool, IPAllocationPool.subnet_id == Subnet.id)
-                .where(Subnet.id == subnet_id)
-            )
-            .all()
-        )
+        rows = self.session.connection().execute(_SUBNET_WITH_POOLS, {"subnet_id": subnet_id}).all()
         if not rows:
             raise IpamSubnetNotFound(subnet_id, self.name)
         return RangeSubnet(

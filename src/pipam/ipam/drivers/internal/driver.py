@@ -45,15 +45,6 @@ class TableLedger:
         return session.connection().execute(_FORGET, params).rowcount == 1
 
 
-def _pools(session: Session, ipam_subnet_id: str) -> list[PoolBounds]:
-    rows = session.execute(
-        select(IpamAllocationPool.id, IpamAllocationPool.first_key, IpamAllocationPool.last_key).where(
-            IpamAllocationPool.ipam_subnet_id == ipam_subnet_id
-        )
-    )
-    return [PoolBounds(pid, int(a, 16), int(b, 16)) for pid, a, b in rows]
-
-
 _SUBNET_WITH_POOLS = (
     select(
         IpamSubnet.id, IpamSubnet.cidr, IpamAllocationPool.id, IpamAllocationPool.first_key, IpamAllocationPool.last_key
@@ -79,15 +70,15 @@ class InternalDriver:
     def _row(self, subnet_id: str) -> IpamSubnet | None:
         return self.session.scalar(select(IpamSubnet).where(IpamSubnet.subnet_id == subnet_id))
 
-    def _subnet(self, row: IpamSubnet) -> RangeSubnet:
+    def _subnet(self, subnet_id: str, ipam_id: str, cidr: str, pools: list[PoolBounds]) -> RangeSubnet:
         return RangeSubnet(
             self.session,
-            subnet_id=row.subnet_id,
-            owner_id=row.id,
-            network=ipaddress.ip_network(row.cidr),
-            pools=_pools(self.session, row.id),
+            subnet_id=subnet_id,
+            owner_id=ipam_id,
+            network=ipaddress.ip_network(cidr),
+            pools=pools,
             ranges=RANGES,
-            ledger=TableLedger(row.id),
+            ledger=TableLedger(ipam_id),
         )
 
     def _write_pools(self, ipam_subnet_id: str, request_pools) -> list[PoolBounds]:  # type: ignore[no-untyped-def]
@@ -115,38 +106,15 @@ class InternalDriver:
         self.session.flush()
         pools = self._write_pools(row.id, request.allocation_pools)
         RANGES.rebuild(self.session, row.id, pools, [])
-        return self._subnet(row)
+        return self._subnet(row.subnet_id, row.id, row.cidr, pools)
 
     def get_subnet(self, subnet_id: str) -> RangeSubnet:
         # The hot path of every allocation: the subnet and its pools in one round trip, no ORM objects.
-        rows = (
-            self.session.connection()
-            .execute(
-                select(
-                    IpamSubnet.id,
-                    IpamSubnet.cidr,
-                    IpamAllocationPool.id,
-                    IpamAllocationPool.first_key,
-                    IpamAllocationPool.last_key,
-                )
-                .outerjoin(IpamAllocationPool, IpamAllocationPool.ipam_subnet_id == IpamSubnet.id)
-                .where(IpamSubnet.subnet_id == subnet_id)
-            )
-            .all()
-        )
+        rows = self.session.connection().execute(_SUBNET_WITH_POOLS, {"subnet_id": subnet_id}).all()
         if not rows:
             raise IpamSubnetNotFound(subnet_id, self.name)
-        ipam_id, cidr = rows[0][0], rows[0][1]
         pools = [PoolBounds(pid, int(a, 16), int(b, 16)) for _, _, pid, a, b in rows if pid is not None]
-        return RangeSubnet(
-            self.session,
-            subnet_id=subnet_id,
-            owner_id=ipam_id,
-            network=ipaddress.ip_network(cidr),
-            pools=pools,
-            ranges=RANGES,
-            ledger=TableLedger(ipam_id),
-        )
+        return self._subnet(subnet_id, rows[0][0], rows[0][1], pools)
 
     def update_subnet(self, request: SpecificSubnetRequest) -> RangeSubnet:
         row = self._row(request.subnet_id)
@@ -154,7 +122,7 @@ class InternalDriver:
             raise IpamSubnetNotFound(request.subnet_id, self.name)
         pools = self._write_pools(row.id, request.allocation_pools)
         RANGES.rebuild(self.session, row.id, pools, self._allocated_values(row.id))
-        return self._subnet(row)
+        return self._subnet(row.subnet_id, row.id, row.cidr, pools)
 
     def _allocated_values(self, ipam_subnet_id: str) -> list[int]:
         addrs = self.session.scalars(
