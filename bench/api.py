@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import typer
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
-from tests.server import Server
 
 from bench.common import console, fresh_database, machine, summary, table, write_json
 from pipam.db.engine import make_engine
-from pipam.service import networks, subnets
+from pipam.testing import local
+from pipam.testing.server import Server
 
 
 def yardstick(url: str, rows: int) -> float:
@@ -85,8 +85,8 @@ def main(
         url = database.engine.url.render_as_string(hide_password=False)
 
         def setup(u):  # type: ignore[no-untyped-def]
-            n = networks.create(u, {"name": "bench"})
-            subnets.create(u, {"network_id": n["id"], "cidr": "10.0.0.0/16", "ip_version": 4})
+            n = local.create(u, "network", {"name": "bench"})
+            local.create(u, "subnet", {"network_id": n["id"], "cidr": "10.0.0.0/16", "ip_version": 4})
             return n["id"]
 
         network_id = database.run(setup)

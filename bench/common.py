@@ -14,12 +14,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from tests.databases import recreate
 
 from pipam.config import load_settings
-from pipam.db import schema
 from pipam.db.engine import normalise_url
+from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
+from pipam.testing.databases import recreate
 
 console = Console()
 
@@ -42,7 +42,7 @@ def fresh_url(kind: str, name: str) -> str:
 def fresh_database(kind: str, name: str, backend: str) -> Database:
     url = fresh_url(kind, name)
     db = Database(load_settings(database_url=url, ipam_driver=backend))
-    schema.upgrade(db.engine, backend)
+    upgrade_database(db.engine, backend)
     return db
 
 

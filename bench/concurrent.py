@@ -20,13 +20,13 @@ import typer
 from bench.common import console, fresh_database, machine, summary, table, write_json
 from pipam.config import load_settings
 from pipam.errors import PipamError
-from pipam.service import networks, ports, subnets
 from pipam.service.database import Database
+from pipam.testing import local
 
 
 def worker(url, backend, network_id, subnet_ids, count, seed, ready, go, queue) -> None:  # type: ignore[no-untyped-def]
     db = Database(load_settings(database_url=url, ipam_driver=backend))
-    db.run(lambda u: u.ipam(), write=False)  # connect and import everything before the clock starts
+    db.run(lambda u: u.addresses.driver)  # connect and import everything before the clock starts
     rnd = random.Random(seed)
     ready.release()
     go.wait()
@@ -36,7 +36,9 @@ def worker(url, backend, network_id, subnet_ids, count, seed, ready, go, queue) 
         t0 = time.perf_counter()
         try:
             p = db.run(
-                lambda u, sid=sid: ports.create(u, {"network_id": network_id, "fixed_ips": [{"subnet_id": sid}]})
+                lambda u, sid=sid: local.create(
+                    u, "port", {"network_id": network_id, "fixed_ips": [{"subnet_id": sid}]}
+                )
             )
             ips.append((sid, p["fixed_ips"][0]["ip_address"]))
         except PipamError as exc:
@@ -51,9 +53,9 @@ def run(kind: str, backend: str, n_workers: int, per_worker: int, n_subnets: int
     url = db.engine.url.render_as_string(hide_password=False)
 
     def setup(u):  # type: ignore[no-untyped-def]
-        n = networks.create(u, {"name": "bench"})
+        n = local.create(u, "network", {"name": "bench"})
         ids = [
-            subnets.create(u, {"network_id": n["id"], "cidr": f"10.{i}.0.0/20", "ip_version": 4})["id"]
+            local.create(u, "subnet", {"network_id": n["id"], "cidr": f"10.{i}.0.0/20", "ip_version": 4})["id"]
             for i in range(n_subnets)
         ]
         return n["id"], ids

@@ -23,13 +23,14 @@ import typer
 from sqlalchemy import insert
 
 from bench.common import console, fresh_url, machine, table, write_json
-from pipam.db import schema
+from pipam.config import load_settings
 from pipam.db.base import utcnow
 from pipam.db.engine import make_engine
 from pipam.db.models import IPAllocation, IPAllocationPool, IPAvailabilityRange, Network, Port, Subnet
 from pipam.ipam.addr import to_key
 from pipam.ipam.free_ranges import PoolBounds, free_runs
 from pipam.migration.runner import Migrator, Options
+from pipam.service.bootstrap import upgrade_database
 
 internal = typer.Typer(add_completion=False, help="Child processes of the benchmark.")
 CHUNK = 20_000
@@ -38,7 +39,7 @@ CHUNK = 20_000
 def build(url: str, addresses: int, n_subnets: int) -> None:
     """Bulk-load the core tables and the builtin backend's free ranges, as a builtin deployment has them."""
     engine = make_engine(url)
-    schema.upgrade(engine, "builtin")
+    upgrade_database(engine, "builtin")
     per = addresses // n_subnets
     now = utcnow()
     std = {
@@ -139,11 +140,17 @@ class PhaseTimer:
     def note(self, message: str) -> None:
         return None
 
+    def checkpoint(self, name: str) -> None:
+        return None
+
     def close(self) -> None:
         self.marks.append(("end", time.perf_counter()))
 
     def durations(self) -> dict[str, float]:
-        return {a[0]: b[1] - a[1] for a, b in zip(self.marks, self.marks[1:], strict=False)}
+        out: dict[str, float] = {}
+        for a, b in zip(self.marks, self.marks[1:], strict=False):
+            out[a[0]] = out.get(a[0], 0.0) + b[1] - a[1]
+        return out
 
 
 @internal.command("run-one")
@@ -151,7 +158,7 @@ def run_one(url: str, target: str, batch_size: int = 500) -> None:
     """(internal) One migration in this process; prints JSON with phase times and peak RSS."""
     engine = make_engine(url)
     timer = PhaseTimer()
-    report = Migrator(engine, timer).run(Options(target=target, batch_size=batch_size))
+    report = Migrator(engine, load_settings(database_url=url), timer).run(Options(target=target, batch_size=batch_size))
     timer.close()
     engine.dispose()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

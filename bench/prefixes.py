@@ -18,11 +18,11 @@ import typer
 
 from bench.common import console, fresh_database, machine, table, write_json
 from bench.fill import report
-from pipam.service import networks, subnetpools, subnets
+from pipam.testing import local
 
 
 def carve(u, pool_id: str) -> None:  # type: ignore[no-untyped-def]
-    subnets.create(u, {"network_id": networks.create(u, {"name": "n"})["id"], "subnetpool_id": pool_id})
+    local.create(u, "subnet", {"network_id": local.create(u, "network", {"name": "n"})["id"], "subnetpool_id": pool_id})
 
 
 def main(
@@ -44,8 +44,9 @@ def main(
         database = fresh_database(db, f"prefixes_{backend}", backend)
 
         def setup(u):  # type: ignore[no-untyped-def]
-            p = subnetpools.create(
+            p = local.create(
                 u,
+                "subnetpool",
                 {
                     "name": "p",
                     "prefixes": [f"10.0.0.0/{pool_prefix}"],

@@ -6,14 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
 
 from pipam.config import load_settings
-from pipam.db import schema
-from pipam.db.base import Base
-from pipam.db.models import IpamState
+from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
-from tests.databases import KINDS, SKIPPED, url_for
+from pipam.testing.databases import reset as reset_database
+from tests.databases import KINDS, SKIPPED, drop_created, url_for
 
 BACKENDS = ["builtin", "internal"]
 
@@ -34,7 +32,7 @@ def schema_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     url = url_for(db_kind, str(tmp_path_factory.mktemp(db_kind)))
     settings = load_settings(database_url=url)
     database = Database(settings)
-    schema.upgrade(database.engine, "internal")
+    upgrade_database(database.engine, "internal")
     database.dispose()
     return url
 
@@ -45,12 +43,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def reset(database: Database, backend: str) -> None:
-    """Empty every table and make ``backend`` the active one: each test starts from a clean database."""
-    with database.engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            if table.name != "ipam_state":
-                conn.execute(delete(table))
-        conn.execute(update(IpamState).values(active_backend=backend, fence_migration_id=None, fence_reason=None))
+    """Each test starts from an empty database whose active backend is ``backend``."""
+    reset_database(database.engine, backend)
 
 
 @pytest.fixture
@@ -59,6 +53,10 @@ def db(schema_url: str, backend: str) -> Iterator[Database]:
     reset(database, backend)
     yield database
     database.dispose()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    drop_created()  # each worker drops the databases it made
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

@@ -1,19 +1,21 @@
 """The test database matrix: SQLite always; PostgreSQL and MariaDB where reachable.
 
-Each pytest-xdist worker gets databases of its own. Under CI (CI=true) an unreachable server is a
-failure, not a skip, so that a green CI run really covered all three databases.
+Each pytest-xdist worker of each test run gets databases of its own (two checkouts testing at once on
+one server must not drop each other's databases), dropped again when the run ends. Under CI (CI=true)
+an unreachable server is a failure, not a skip, so that a green CI run really covered all three.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cache
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pipam.db.engine import normalise_url
+from pipam.testing.databases import drop, recreate
 
 ADMIN_URLS = {
     "postgresql": os.environ.get("PIPAM_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
@@ -23,8 +25,20 @@ KINDS = ["sqlite", "postgresql", "mariadb"]
 SKIPPED: dict[str, str] = {}
 
 
+CREATED: set[tuple[str, str]] = set()  # (kind, database name) this process made
+
+
 def worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+    """This worker of this test run: xdist's run id is shared by the workers of one run."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"p{os.getpid()}"
+    return f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{run[:8]}"
+
+
+def drop_created() -> None:
+    for kind, name in sorted(CREATED):
+        with contextlib.suppress(Exception):  # a server that went away has nothing left to drop
+            drop(normalise_url(ADMIN_URLS[kind]), name)
+    CREATED.clear()
 
 
 @cache
@@ -33,7 +47,9 @@ def server_url(kind: str, purpose: str = "t") -> str:
     admin = normalise_url(ADMIN_URLS[kind])
     name = f"pipam_{purpose}_{worker()}"
     try:
-        return recreate(admin, name)
+        url = recreate(admin, name)
+        CREATED.add((kind, name))
+        return url
     except Exception as exc:  # any connection failure means: not available here
         reason = f"{kind} not reachable at {make_url(admin).render_as_string()}: {str(exc).splitlines()[0]}"
         SKIPPED[kind] = reason
@@ -42,18 +58,12 @@ def server_url(kind: str, purpose: str = "t") -> str:
         pytest.skip(reason)
 
 
-def recreate(admin_url: str, name: str) -> str:
-    """Drop and create database ``name`` on the server of ``admin_url``; returns the new database's URL."""
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        else:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+def fresh_url(kind: str, tmp_dir: str, purpose: str) -> str:
+    """A new empty database every call (``url_for`` hands each worker the same one per purpose)."""
+    if kind == "sqlite":
+        return url_for(kind, tmp_dir, purpose)
+    server_url(kind, purpose)  # skips (or fails under CI) when the server is absent
+    return recreate(normalise_url(ADMIN_URLS[kind]), f"pipam_{purpose}_{worker()}")
 
 
 def url_for(kind: str, tmp_dir: str, purpose: str = "t") -> str:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from pipam.db.models import IPAllocation
-from pipam.service import networks, ports, subnets
 from pipam.service.database import Database
+from pipam.testing import local
 
 
 def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
@@ -17,10 +17,11 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
     made: dict[str, Any] = {}
 
     def setup(u):  # type: ignore[no-untyped-def]
-        a = networks.create(u, {"name": "a"})
-        b = networks.create(u, {"name": "b"})
-        v4 = subnets.create(
+        a = local.create(u, "network", {"name": "a"})
+        b = local.create(u, "network", {"name": "b"})
+        v4 = local.create(
             u,
+            "subnet",
             {
                 "network_id": a["id"],
                 "cidr": "10.1.0.0/20",
@@ -31,12 +32,14 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
                 ],
             },
         )
-        v6 = subnets.create(
+        v6 = local.create(
             u,
+            "subnet",
             {"network_id": a["id"], "cidr": "2001:db8:a::/64", "ip_version": 6, "ipv6_address_mode": "dhcpv6-stateful"},
         )
-        slaac = subnets.create(
+        slaac = local.create(
             u,
+            "subnet",
             {
                 "network_id": a["id"],
                 "cidr": "2001:db8:b::/64",
@@ -45,9 +48,10 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
                 "ipv6_ra_mode": "slaac",
             },
         )
-        small = subnets.create(u, {"network_id": b["id"], "cidr": "192.168.7.0/24", "ip_version": 4})
-        router = ports.create(
+        small = local.create(u, "subnet", {"network_id": b["id"], "cidr": "192.168.7.0/24", "ip_version": 4})
+        router = local.create(
             u,
+            "port",
             {
                 "network_id": b["id"],
                 "device_owner": "network:router_interface",
@@ -71,7 +75,7 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
                 else:
                     body = {"network_id": made["a"]["id"]}
                 try:
-                    pid = ports.create(u, body)["id"]
+                    pid = local.create(u, "port", body)["id"]
                     created.append(pid)
                     if body["network_id"] == made["a"]["id"]:
                         on_a.add(pid)
@@ -85,15 +89,16 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
 
     def churn(u):  # type: ignore[no-untyped-def]
         for pid in doomed:
-            ports.delete(u, pid)
+            local.delete(u, "port", pid)
 
     db.run(churn)
     for pid in rnd.sample(sorted(on_a - set(doomed)), 5):
-        db.run(lambda u, pid=pid: ports.update(u, pid, {"fixed_ips": [{"subnet_id": made["v4"]["id"]}]}))
+        db.run(lambda u, pid=pid: local.update(u, "port", pid, {"fixed_ips": [{"subnet_id": made["v4"]["id"]}]}))
     # A pool update that strands allocated addresses outside the new pools.
     db.run(
-        lambda u: subnets.update(
+        lambda u: local.update(
             u,
+            "subnet",
             made["v4"]["id"],
             {
                 "allocation_pools": [
@@ -121,12 +126,12 @@ def build_many(db: Database, n_subnets: int, ports_per_subnet: int) -> None:
     """Many small subnets (so a migration has many batches), each partly allocated."""
 
     def run(u):  # type: ignore[no-untyped-def]
-        n = networks.create(u, {"name": "many"})
+        n = local.create(u, "network", {"name": "many"})
         for i in range(n_subnets):
             version = 6 if i % 4 == 3 else 4
             cidr = f"2001:db8:{i:x}::/64" if version == 6 else f"10.{100 + i // 256}.{i % 256}.0/24"
-            s = subnets.create(u, {"network_id": n["id"], "cidr": cidr, "ip_version": version})
+            s = local.create(u, "subnet", {"network_id": n["id"], "cidr": cidr, "ip_version": version})
             for _ in range(ports_per_subnet):
-                ports.create(u, {"network_id": n["id"], "fixed_ips": [{"subnet_id": s["id"]}]})
+                local.create(u, "port", {"network_id": n["id"], "fixed_ips": [{"subnet_id": s["id"]}]})
 
     db.run(run)

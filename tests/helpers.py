@@ -1,15 +1,19 @@
-"""Short calls into the service layer for tests."""
+"""Short calls into the service layer for tests: bodies as a client sends them, dicts as it sees them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipam.service import availability, networks, ports, subnetpools, subnets
+import pytest
+
+from pipam.api.errors import status_of
+from pipam.errors import PipamError
 from pipam.service.database import Database
+from pipam.testing.local import LocalClient
 
 
 def net(db: Database, **body: Any) -> dict[str, Any]:
-    return db.run(lambda u: networks.create(u, {"name": "net", **body}))
+    return LocalClient(db).create("network", **{"name": "net", **body})
 
 
 def subnet(db: Database, network_id: str, cidr: str | None = None, **body: Any) -> dict[str, Any]:
@@ -17,36 +21,52 @@ def subnet(db: Database, network_id: str, cidr: str | None = None, **body: Any) 
     if cidr is not None:
         payload["cidr"] = cidr
         payload.setdefault("ip_version", 6 if ":" in cidr else 4)
-    return db.run(lambda u: subnets.create(u, payload))
+    return LocalClient(db).create("subnet", **payload)
 
 
 def port(db: Database, network_id: str, **body: Any) -> dict[str, Any]:
-    return db.run(lambda u: ports.create(u, {"network_id": network_id, **body}))
+    return LocalClient(db).create("port", network_id=network_id, **body)
 
 
 def update_port(db: Database, port_id: str, **body: Any) -> dict[str, Any]:
-    return db.run(lambda u: ports.update(u, port_id, body))
+    return LocalClient(db).update("port", port_id, **body)
 
 
 def delete_port(db: Database, port_id: str) -> None:
-    db.run(lambda u: ports.delete(u, port_id))
+    LocalClient(db).delete("port", port_id)
 
 
 def update_subnet(db: Database, subnet_id: str, **body: Any) -> dict[str, Any]:
-    return db.run(lambda u: subnets.update(u, subnet_id, body))
+    return LocalClient(db).update("subnet", subnet_id, **body)
 
 
 def delete_subnet(db: Database, subnet_id: str) -> None:
-    db.run(lambda u: subnets.delete(u, subnet_id))
+    LocalClient(db).delete("subnet", subnet_id)
 
 
 def pool(db: Database, **body: Any) -> dict[str, Any]:
-    return db.run(lambda u: subnetpools.create(u, body))
+    return LocalClient(db).create("subnetpool", **body)
 
 
 def avail(db: Database, network_id: str) -> dict[str, Any]:
-    return db.run(lambda u: availability.show(u, network_id), write=False)
+    return LocalClient(db).availability(network_id)
 
 
 def ips(port_dict: dict[str, Any]) -> list[str]:
     return [f["ip_address"] for f in port_dict["fixed_ips"]]
+
+
+class Refused:
+    """An error as a client sees it: status and type."""
+
+    def __init__(self, exc: PipamError) -> None:
+        self.exc = exc
+        self.status = status_of(exc)
+        self.type = exc.type
+        self.message = exc.message
+
+
+def error_of(fn) -> Refused:  # type: ignore[no-untyped-def]
+    with pytest.raises(PipamError) as info:
+        fn()
+    return Refused(info.value)

@@ -10,8 +10,8 @@ import pytest
 
 from pipam.config import load_settings
 from pipam.errors import PipamError
-from pipam.service import ports
 from pipam.service.database import Database
+from pipam.testing import local
 from tests.helpers import avail, net, subnet
 
 WORKERS = 8
@@ -22,7 +22,7 @@ def _allocate_worker(url: str, backend: str, network_id: str, attempts: int, que
     got, errors = [], []
     for _ in range(attempts):
         try:
-            p = db.run(lambda u: ports.create(u, {"network_id": network_id}))
+            p = db.run(lambda u: local.create(u, "port", {"network_id": network_id}))
             got.append(p["fixed_ips"][0]["ip_address"])
         except PipamError as exc:
             errors.append(exc.type)
@@ -39,9 +39,9 @@ def _churn_worker(url: str, backend: str, network_id: str, steps: int, seed: int
         try:
             if held and rnd.random() < 0.45:
                 port_id = held.pop(rnd.randrange(len(held)))
-                db.run(lambda u, p=port_id: ports.delete(u, p))
+                db.run(lambda u, p=port_id: local.delete(u, "port", p))
             else:
-                held.append(db.run(lambda u: ports.create(u, {"network_id": network_id}))["id"])
+                held.append(db.run(lambda u: local.create(u, "port", {"network_id": network_id}))["id"])
         except PipamError as exc:
             errors.append(exc.type)
     db.dispose()
@@ -89,7 +89,7 @@ def test_churn_loses_nothing(db, schema_url, backend):
     extra = []
     while True:
         try:
-            extra.append(db.run(lambda u: ports.create(u, {"network_id": n}))["fixed_ips"][0]["ip_address"])
+            extra.append(db.run(lambda u: local.create(u, "port", {"network_id": n}))["fixed_ips"][0]["ip_address"])
         except PipamError as exc:
             assert exc.type == "IpAddressGenerationFailure"
             break

@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from pipam.config import load_settings
-from pipam.db import schema
 from pipam.db.engine import normalise_url
 from pipam.db.models import IPAllocation
+from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from tests.helpers import net, subnet
-from tests.load import PortLoad
+from tests.load import Answer, PortLoad
 from tests.private_postgres import PrivatePostgres
 from tests.server import Server
 
@@ -39,14 +39,15 @@ def pg() -> Iterator[PrivatePostgres]:
 
 def prepare(url: str, backend: str) -> tuple[Database, str]:
     db = Database(load_settings(database_url=url, ipam_driver=backend))
-    schema.upgrade(db.engine, backend)
+    upgrade_database(db.engine, backend)
     n = net(db)["id"]
     subnet(db, n, "10.77.0.0/20")
     return db, n
 
 
-def check_consistent(db: Database, url: str, backend: str, network_id: str, answers: list) -> None:  # type: ignore[type-arg]
-    handed = [(ip, pid) for _, s, ip, pid in answers if s == 201]
+def check_consistent(db: Database, url: str, backend: str, network_id: str, answers: list[Answer]) -> None:
+    assert all(a.status != 0 for a in answers), Counter(a.detail for a in answers if a.status == 0)
+    handed = [(a.detail, a.extra) for a in answers if a.status == 201]
     assert len({ip for ip, _ in handed}) == len(handed), "an address was handed out twice"
     with db.session(write=False) as session:
         held = set(
@@ -56,8 +57,8 @@ def check_consistent(db: Database, url: str, backend: str, network_id: str, answ
         )
     # Every 201 is held. A commit whose reply the outage swallowed may hold one more, answered 503.
     assert set(handed) <= held
-    assert len(held) - len(handed) <= sum(1 for _, s, _, _ in answers if s == 503)
-    env = {**os.environ, "PIPAM_DATABASE_URL": url, "PIPAM_IPAM_DRIVER": backend}
+    assert len(held) - len(handed) <= sum(1 for a in answers if a.status == 503)
+    env = {**os.environ, "PIPAM_DATABASE_URL": url}
     done = subprocess.run([PIPAM, "ipam", "verify"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -77,13 +78,14 @@ def test_postgres_stopped_and_restarted(pg, backend, tmp_path):
             pg.start()
             time.sleep(3)
         answers = list(load.answers)
-        statuses = Counter((s, t) for _, s, t, _ in answers if s != 201)
+        statuses = Counter((a.status, a.detail) for a in answers if a.status != 201)
         assert set(statuses) <= {(503, "DatabaseUnavailable")}, statuses
-        during = [a for a in answers if down_at + 0.5 < a[0] < up_at - 0.5]
-        assert during and all(s == 503 for _, s, _, _ in during), Counter(s for _, s, _, _ in during)
-        assert all(a[3].isdigit() for a in during)  # Retry-After
-        after = [a for a in answers if a[0] > up_at + 1.5]
-        assert after and all(s == 201 for _, s, _, _ in after), "the server did not recover by itself"
+        during = [a for a in answers if down_at + 0.5 < a.started < up_at - 0.5]
+        assert during and all(a.status == 503 for a in during), Counter(a.status for a in during)
+        assert all(a.extra.isdigit() for a in during)  # Retry-After
+        after = [a for a in answers if a.started > up_at + 1.5]
+        assert after and all(a.status == 201 for a in after), "the server did not recover by itself"
+        # Every request is recorded, time-outs included (the clients' limit is 30 s).
         assert load.slowest < 15, f"a request hung for {load.slowest:.1f} s"
     finally:
         server.stop()
@@ -117,8 +119,8 @@ def test_connections_killed_mid_transaction(pg, backend, tmp_path):
         server.stop()
         killer.dispose()
     assert killed > 5
-    statuses = Counter((s, t) for _, s, t, _ in answers if s != 201)
+    statuses = Counter((a.status, a.detail) for a in answers if a.status != 201)
     assert set(statuses) <= {(503, "DatabaseUnavailable")}, statuses
-    assert sum(1 for _, s, _, _ in answers if s == 201) > 20
+    assert sum(1 for a in answers if a.status == 201) > 20
     check_consistent(db, pg.url, backend, n, answers)
     db.dispose()

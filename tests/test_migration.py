@@ -6,18 +6,20 @@ import json
 from collections import Counter
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from typer.testing import CliRunner
 
 from pipam.cli.main import app
 from pipam.config import load_settings
 from pipam.db.models import IPAllocation, IpamMigration, IpamState
 from pipam.errors import PipamError
+from pipam.ipam import state
 from pipam.ipam.drivers.internal.models import IpamAllocation, IpamSubnet
-from pipam.service import ports
+from pipam.migration.runner import Migrator, Options
 from pipam.service.database import Database
+from pipam.testing import local
 from tests import dataset
-from tests.helpers import net, port, subnet
+from tests.helpers import error_of, net, port, subnet
 
 runner = CliRunner()
 OTHER = {"builtin": "internal", "internal": "builtin"}
@@ -41,7 +43,9 @@ def fill_until_exhausted(db: Database, network_id: str) -> list[str]:
     got = []
     while True:
         try:
-            got.append(db.run(lambda u: ports.create(u, {"network_id": network_id}))["fixed_ips"][0]["ip_address"])
+            got.append(
+                db.run(lambda u: local.create(u, "port", {"network_id": network_id}))["fixed_ips"][0]["ip_address"]
+            )
         except PipamError as exc:
             assert exc.type == "IpAddressGenerationFailure", exc.message
             return got
@@ -60,18 +64,17 @@ def test_migrate_both_ways_keeps_every_address(db, schema_url, backend):
     assert report["verification"]["clean"]
     assert report["verification"]["core"]["allocations"] == sum(len(v) for v in before.values())
 
-    # The old server configuration is now refused; the new one allocates without collisions.
-    with pytest.raises(PipamError) as info:
-        port(db, made["a"]["id"])
-    assert info.value.status == 503 and info.value.type == "IpamBackendMismatch"
+    # Servers follow the database: one still configured for the old backend allocates through the new
+    # one without a restart, and nothing collides.
     new = as_driver(schema_url, target)
     assert dataset.holdings(new) == before
+    assert db.run(lambda u: type(u.addresses.driver).name) == target
     taken = {ip for pairs in before.values() for _, ip in pairs}
     fresh = fill_until_exhausted(new, made["b"]["id"])
     assert not set(fresh) & taken and len(fresh) == len(set(fresh))
     held_small = sum(1 for pairs in before.values() for s, _ in pairs if s == made["small"]["id"])
     assert len(fresh) + held_small == 253 + 1  # the pool, plus the router's gateway address outside it
-    v6 = [new.run(lambda u: ports.create(u, {"network_id": made["a"]["id"]})) for _ in range(20)]
+    v6 = [new.run(lambda u: local.create(u, "port", {"network_id": made["a"]["id"]})) for _ in range(20)]
     assert all(len(p["fixed_ips"]) == 3 for p in v6)
     code, out = cli(schema_url, target, "ipam", "verify")
     assert code == 0, out
@@ -137,12 +140,9 @@ def test_preflight_refuses_inconsistent_core(db, schema_url, backend):
 def test_fence_refuses_writes_but_not_reads(db, schema_url, backend):
     n = net(db)["id"]
     subnet(db, n, "10.0.0.0/24")
-    with db.engine.begin() as conn:
-        conn.execute(update(IpamState).values(fence_migration_id="m-1", fence_reason="migrating"))
-    with pytest.raises(PipamError) as info:
-        port(db, n)
-    assert (info.value.status, info.value.type) == (503, "IpamMigrationInProgress")
-    assert info.value.retry_after > 0
+    db.run(lambda u: state.raise_fence(u.session, "m-1", "migrating"))
+    err = error_of(lambda: port(db, n))
+    assert (err.status, err.type) == (503, "IpamMigrationInProgress")
     assert port(db, n, fixed_ips=[])["fixed_ips"] == []  # no address change: allowed
     assert net(db)["name"] == "net"
 
@@ -153,7 +153,7 @@ def test_verify_lists_every_difference(db, schema_url, backend):
     code, _ = cli(schema_url, backend, "ipam", "migrate", "--to", target, "--yes")
     assert code == 0
     new = as_driver(schema_url, target)
-    some = new.run(lambda u: ports.create(u, {"network_id": made["b"]["id"]}))
+    some = new.run(lambda u: local.create(u, "port", {"network_id": made["b"]["id"]}))
     lost_ip = some["fixed_ips"][0]["ip_address"]
     # Corrupt the active backend: forget one allocation, invent a stale subnet.
     if target == "internal":
@@ -170,34 +170,47 @@ def test_verify_lists_every_difference(db, schema_url, backend):
     assert {d["kind"] for d in result["differences"]} == kinds
     assert any(lost_ip in d["detail"] for d in result["differences"])
     # The old backend is stale: verify of it shows a port created since the switch.
-    later = new.run(lambda u: ports.create(u, {"network_id": made["b"]["id"]}))["fixed_ips"][0]["ip_address"]
+    later = new.run(lambda u: local.create(u, "port", {"network_id": made["b"]["id"]}))["fixed_ips"][0]["ip_address"]
     code, old = cli_json(schema_url, target, "ipam", "verify", "--backend", backend)
     assert code == 1
     assert any(d["kind"] == "missing_allocations" and later in d["detail"] for d in old["differences"])
     new.dispose()
 
 
-def test_abort_lifts_fence_and_keeps_old_backend(db, schema_url, backend, monkeypatch):
-    dataset.build(db, 30)
-    # Stop the migration in-process right after the fence, as an operator's Ctrl-C would.
-    from pipam.migration import runner as runner_mod
+class StopAt:
+    """An observer that interrupts the run at a named checkpoint, as an operator's Ctrl-C would."""
 
-    def boom(name: str) -> None:
-        if name == "after-fence":
+    def __init__(self, point: str) -> None:
+        self.point = point
+
+    def phase(self, name: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def checkpoint(self, name: str) -> None:
+        if name == self.point:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_mod, "_crash_point", boom)
+
+def test_interrupt_lifts_the_fence_and_abort_keeps_the_old_backend(db, schema_url, backend):
+    dataset.build(db, 30)
+    migrator = Migrator(db.engine, db.settings, StopAt("after-fence"))
     with pytest.raises(KeyboardInterrupt):
-        runner_mod.Migrator(db.engine).run(runner_mod.Options(target=OTHER[backend]))
-    with pytest.raises(PipamError) as info:
-        db.run(lambda u: u.ipam())
-    assert info.value.type == "IpamMigrationInProgress"
+        migrator.run(Options(target=OTHER[backend]))
+    db.run(lambda u: u.addresses.driver)  # the fence came down with the interrupted run
     code, status = cli_json(schema_url, backend, "ipam", "status")
-    assert status["fence"] is not None and status["last_migration"]["status"] == "running"
+    assert status["fence"] is None and status["last_migration"]["status"] == "interrupted"
+    assert status["migrating_to"] == OTHER[backend]
     code, out = cli(schema_url, backend, "ipam", "migrate", "--to", backend, "--yes")
     assert code == 1 and "in progress" in out
+    code, out = cli(schema_url, backend, "ipam", "migrate", "--to", "nosuch", "--abort")
+    assert code == 1 and "not to 'nosuch'" in out
     code, report = cli_json(schema_url, backend, "ipam", "migrate", "--to", OTHER[backend], "--abort")
     assert code == 0 and report["outcome"] == "aborted"
-    db.run(lambda u: u.ipam())  # the old backend accepts changes again
+    assert db.run(lambda u: type(u.addresses.driver).name) == backend
     code, status = cli_json(schema_url, backend, "ipam", "status")
-    assert status["fence"] is None and status["active_backend"] == backend
+    assert status["fence"] is None and status["active_backend"] == backend and status["migrating_to"] is None

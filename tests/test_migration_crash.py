@@ -1,4 +1,5 @@
-"""kill -9 of the migration at every point, then again at random moments: a re-run always finishes."""
+"""kill -9 of the migration at every point, then at random moments; a second run started beside a live
+one. A re-run always finishes, and nothing changed meanwhile is lost."""
 
 from __future__ import annotations
 
@@ -8,29 +9,43 @@ import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from pipam.db.models import IpamMigration
-from pipam.errors import PipamError
-from pipam.service import ports
+from pipam.service.database import Database
+from pipam.testing import local
 from tests import dataset
-from tests.helpers import net, port
+from tests.helpers import error_of, net, port
 
-PIPAM = str(Path(sys.executable).with_name("pipam"))
 OTHER = {"builtin": "internal", "internal": "builtin"}
-POINTS = ["after-fence", "in-prune", "in-batch-1", "after-batch-1", "in-batch-3", "after-batch-4", "after-verify"]
+# Every checkpoint the run reports, in order; in-* points are inside a transaction.
+POINTS = [
+    "after-start",
+    "in-prune",
+    "in-batch-1",
+    "after-batch-1",
+    "in-batch-3",
+    "after-batch-4",
+    "after-catch-up",
+    "after-verify",
+    "after-fence",
+]
 
 
-def migrate(url: str, driver: str, target: str, crash_at: str | None = None, batch: int = 1) -> subprocess.Popen:
-    env = {**os.environ, "PIPAM_DATABASE_URL": url, "PIPAM_IPAM_DRIVER": driver}
-    env.pop("PIPAM_TEST_CRASH_AT", None)
+def migrate(
+    url: str, target: str, *, crash_at: str | None = None, pause_at: str | None = None, batch: int = 1
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "PIPAM_DATABASE_URL": url}
+    hooks = []
     if crash_at:
-        env["PIPAM_TEST_CRASH_AT"] = crash_at
+        hooks += ["--crash-at", crash_at]
+    if pause_at:
+        hooks += ["--pause-at", pause_at, "--pause", "30"]
+    command = ["ipam", "migrate", "--to", target, "--yes", "--json", "--batch-size", str(batch)]
     return subprocess.Popen(
-        [PIPAM, "ipam", "migrate", "--to", target, "--yes", "--json", "--batch-size", str(batch)],
+        [sys.executable, "-m", "tests.migrate_hooks", *hooks, "--", *command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -38,17 +53,33 @@ def migrate(url: str, driver: str, target: str, crash_at: str | None = None, bat
     )
 
 
-def finish(url: str, driver: str, target: str) -> dict:
-    proc = migrate(url, driver, target, batch=3)
+def finish(url: str, target: str) -> dict:
+    proc = migrate(url, target, batch=3)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err + out
     return json.loads(out)
 
 
-def verify_clean(url: str, driver: str) -> None:
-    env = {**os.environ, "PIPAM_DATABASE_URL": url, "PIPAM_IPAM_DRIVER": driver}
-    done = subprocess.run([PIPAM, "ipam", "verify"], env=env, capture_output=True, text=True, timeout=300)
+def verify_clean(url: str) -> None:
+    env = {**os.environ, "PIPAM_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipam.cli.main", "ipam", "verify"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def expire_lease(db: Database) -> None:
+    """What waiting out the lease of a killed run does, without the wait."""
+    with db.engine.begin() as conn:
+        conn.execute(IpamMigration.__table__.update().values(heartbeat_at=None))
+
+
+def churn(db: Database, network_id: str) -> None:
+    """Address changes while no migration process is alive: they must reach the target too."""
+    made = [port(db, network_id)["id"] for _ in range(4)]
+    local_client = local.LocalClient(db)
+    local_client.delete("port", made[0])
+    local_client.update("port", made[1], fixed_ips=[])
 
 
 @pytest.mark.slow
@@ -56,65 +87,118 @@ def verify_clean(url: str, driver: str) -> None:
 def test_kill_at_each_point_then_rerun_finishes(db, schema_url, backend, point):
     dataset.build_many(db, 6, 5)
     made = dataset.build(db, 40)
-    before = dataset.holdings(db)
     target = OTHER[backend]
-    proc = migrate(schema_url, backend, target, crash_at=point)
+    proc = migrate(schema_url, target, crash_at=point)
     proc.communicate(timeout=300)
     assert proc.returncode == -9, f"the migration was not killed at {point}"
-    # The fence outlives the process: address changes stay refused until the job is finished.
-    with pytest.raises(PipamError) as info:
-        port(db, made["a"]["id"])
-    assert info.value.status == 503
-    report = finish(schema_url, backend, target)
+    if point == "after-fence":
+        # Killed in the switch: the fence outlives the process, address changes wait for a re-run.
+        err = error_of(lambda: port(db, made["a"]["id"]))
+        assert (err.status, err.type) == (503, "IpamMigrationInProgress")
+    else:
+        churn(db, made["a"]["id"])  # the run was online: servers kept allocating, journalled
+    expire_lease(db)
+    before = dataset.holdings(db)
+    report = finish(schema_url, target)
     assert report["outcome"] == "completed" and report["resumed"], report
     assert report["verification"]["clean"]
-    verify_clean(schema_url, target)
-    new = db.__class__(db.settings.model_copy(update={"ipam_driver": target}))
-    assert dataset.holdings(new) == before
-    ips = [
-        new.run(lambda u: ports.create(u, {"network_id": made["b"]["id"]}))["fixed_ips"][0]["ip_address"]
-        for _ in range(10)
-    ]
+    verify_clean(schema_url)
+    assert dataset.holdings(db) == before
+    ips = [db.run(lambda u: local.create(u, "port", {"network_id": made["b"]["id"]}))["fixed_ips"][0]["ip_address"]]
+    ips += [port(db, made["b"]["id"])["fixed_ips"][0]["ip_address"] for _ in range(9)]
     taken = {ip for pairs in before.values() for _, ip in pairs}
     assert not set(ips) & taken and len(set(ips)) == 10
-    new.dispose()
+    assert db.run(lambda u: type(u.addresses.driver).name) == target
 
 
-def wait_until_running(db, proc: subprocess.Popen) -> None:  # type: ignore[no-untyped-def]
-    """Until the migration has recorded itself (it is past start-up and preflight) or has ended."""
+def run_state(db: Database) -> tuple[str | None, str | None, str | None]:
+    """(owner, phase, last heartbeat) of the running migration."""
+    with db.session(write=False) as session:
+        row = session.execute(
+            select(IpamMigration.owner, IpamMigration.phase, IpamMigration.heartbeat_at).where(
+                IpamMigration.status == "running"
+            )
+        ).first()
+    return (row[0], row[1], row[2]) if row else (None, None, None)
+
+
+def wait_for_own_progress(db: Database, proc: subprocess.Popen[str], previous_owner: str | None) -> str | None:
+    """Until this run owns the migration and has renewed its lease (it is past start-up), or has ended."""
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
-        with db.session(write=False) as session:
-            if session.scalar(select(IpamMigration.id).where(IpamMigration.status == "running")):
-                return
+        owner, _, heartbeat = run_state(db)
+        if owner is not None and owner != previous_owner and heartbeat is not None:
+            return owner
         time.sleep(0.02)
+    return None
 
 
 @pytest.mark.slow
 def test_random_kills_both_ways(db, schema_url, backend):
-    """Kill at random moments, re-run, kill again...; then migrate back the same way."""
+    """Kill at random moments once the new run is under way, re-run, kill again...; then migrate back."""
     dataset.build_many(db, 150, 3)
     before = dataset.holdings(db)
     rnd = random.Random(1234)
-    driver = backend
-    kills = 0
+    kills_in_copy = 0
     for target in (OTHER[backend], backend):
+        owner = None
         for _ in range(6):
-            proc = migrate(schema_url, driver, target)
-            wait_until_running(db, proc)
+            proc = migrate(schema_url, target)
+            owner = wait_for_own_progress(db, proc, owner)
             time.sleep(rnd.uniform(0, 0.4))
             if proc.poll() is None:
+                phase = run_state(db)[1]
                 proc.kill()
-                kills += 1
+                proc.communicate(timeout=60)
+                kills_in_copy += phase == "copy"
+                expire_lease(db)
+                continue
             proc.communicate(timeout=300)
             if proc.returncode == 0:
                 break
-        report = finish(schema_url, driver, target)
+        report = finish(schema_url, target)
         assert report["outcome"] in ("completed", "nothing-to-do"), report
-        verify_clean(schema_url, target)
-        driver = target
-        final = db.__class__(db.settings.model_copy(update={"ipam_driver": target}))
-        assert dataset.holdings(final) == before
-        final.dispose()
-    assert kills >= 2, "no migration was interrupted: the random delays need adjusting"
+        verify_clean(schema_url)
+        assert dataset.holdings(db) == before
+    assert kills_in_copy >= 4, f"only {kills_in_copy} kills landed in the copy phase: adjust the delays"
     port(db, net(db)["id"], fixed_ips=[])
+
+
+@pytest.mark.slow
+def test_a_second_run_is_refused_while_the_first_lives_and_resumes_after_it_dies(db, schema_url, backend):
+    dataset.build_many(db, 20, 2)
+    target = OTHER[backend]
+    first = migrate(schema_url, target, pause_at="after-batch-2")
+    try:
+        owner = wait_for_own_progress(db, first, None)
+        assert owner is not None, "the first run did not start"
+        second = migrate(schema_url, target)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 1, out + err
+        refusal = json.loads(out)["message"]
+        assert "already running" in refusal and owner in refusal and "last heartbeat" in refusal, refusal
+        # Aborting a live run, or a migration to another backend, is refused too.
+        aborted = migrate_abort(schema_url, "nosuch")
+        assert aborted.returncode == 1 and "not to 'nosuch'" in aborted.stdout + aborted.stderr
+        aborted = migrate_abort(schema_url, target)
+        assert aborted.returncode == 1 and "is running" in aborted.stdout + aborted.stderr
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
+    expire_lease(db)
+    report = finish(schema_url, target)
+    assert report["outcome"] == "completed" and report["resumed"] and report["verification"]["clean"], report
+    with db.session(write=False) as session:
+        statuses = list(session.scalars(select(IpamMigration.status)))
+    assert statuses == ["completed"]
+
+
+def migrate_abort(url: str, target: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PIPAM_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "pipam.cli.main", "ipam", "migrate", "--to", target, "--abort"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -6,14 +6,7 @@ import ipaddress
 
 import pytest
 
-from pipam.errors import PipamError
-from tests.helpers import avail, delete_port, ips, net, port, subnet, update_port
-
-
-def error_of(fn) -> PipamError:  # type: ignore[no-untyped-def]
-    with pytest.raises(PipamError) as info:
-        fn()
-    return info.value
+from tests.helpers import avail, delete_port, error_of, ips, net, port, subnet, update_port
 
 
 @pytest.fixture
@@ -166,12 +159,20 @@ def test_availability_counts(db):
 
 
 def test_unknown_ids_are_404(db):
+    unknown = "0b0e3b2c-52c5-4d53-9a39-3c5c3bd4e1a7"
     for fn in (
-        lambda: port(db, "nope"),
+        lambda: port(db, unknown),
         lambda: delete_port(db, "nope"),
         lambda: update_port(db, "x", name="y"),
     ):
         assert error_of(fn).status == 404
+
+
+def test_a_reference_that_is_not_a_uuid_is_refused(db):
+    """Neutron validates ids in bodies (type:uuid): 400, not a lookup."""
+    err = error_of(lambda: port(db, "nope"))
+    assert (err.status, err.type) == (400, "HTTPBadRequest")
+    assert "'nope' is not a valid UUID" in err.message
 
 
 def test_named_addresses_are_taken_before_chosen_ones(db):

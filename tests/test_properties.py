@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from pipam.api.errors import status_of
 from pipam.errors import PipamError
 from pipam.ipam import free_ranges
 from pipam.ipam.addr import eui64_address, from_key, host_bounds, to_key
 from pipam.ipam.free_ranges import PoolBounds, free_runs, subtract
-from pipam.ipam.registry import load_driver
-from pipam.migration.verify import verify
-from pipam.service import ports, subnets
 from pipam.service.pools import default_pools
+from pipam.testing import local
+from pipam.testing.local import LocalClient
 from tests.conftest import reset
 from tests.helpers import avail, net, subnet
 
@@ -85,7 +85,7 @@ class AllocatorModel(RuleBasedStateMachine):
     def setup(self):
         # Addresses are chosen at random: seeded per example so that Hypothesis can replay and shrink it.
         free_ranges._rng.seed(0)
-        reset(self.db, self.db.driver_name)
+        reset(self.db, self.db.settings.ipam_driver)
         self.network = net(self.db)["id"]
         self.cidr = ipaddress.ip_network("10.9.0.0/28")
         self.subnet = subnet(
@@ -116,7 +116,9 @@ class AllocatorModel(RuleBasedStateMachine):
     def create_any(self):
         try:
             p = self.db.run(
-                lambda u: ports.create(u, {"network_id": self.network, "fixed_ips": [{"subnet_id": self.subnet}]})
+                lambda u: local.create(
+                    u, "port", {"network_id": self.network, "fixed_ips": [{"subnet_id": self.subnet}]}
+                )
             )
         except PipamError as exc:
             assert exc.type == "IpAddressGenerationFailure"
@@ -130,10 +132,12 @@ class AllocatorModel(RuleBasedStateMachine):
     def create_specific(self, host):
         ip = str(self.cidr.network_address + host)
         try:
-            p = self.db.run(lambda u: ports.create(u, {"network_id": self.network, "fixed_ips": [{"ip_address": ip}]}))
+            p = self.db.run(
+                lambda u: local.create(u, "port", {"network_id": self.network, "fixed_ips": [{"ip_address": ip}]})
+            )
         except PipamError as exc:
             if ip == "10.9.0.1":
-                assert exc.status == 409  # the gateway
+                assert status_of(exc) == 409  # the gateway
             else:
                 assert exc.type == "IpAddressAlreadyAllocated" and ip in self.taken()
             return
@@ -145,7 +149,7 @@ class AllocatorModel(RuleBasedStateMachine):
         if not self.held:
             return
         pid = self.pick(data)
-        self.db.run(lambda u: ports.delete(u, pid))
+        self.db.run(lambda u: local.delete(u, "port", pid))
         del self.held[pid]
 
     @rule(data=st.data(), host=st.integers(2, 14))
@@ -155,7 +159,7 @@ class AllocatorModel(RuleBasedStateMachine):
         pid = self.pick(data)
         ip = str(self.cidr.network_address + host)
         try:
-            p = self.db.run(lambda u: ports.update(u, pid, {"fixed_ips": [{"ip_address": ip}]}))
+            p = self.db.run(lambda u: local.update(u, "port", pid, {"fixed_ips": [{"ip_address": ip}]}))
         except PipamError as exc:
             assert exc.type == "IpAddressAlreadyAllocated" and ip in self.taken() - self.held[pid]
             return
@@ -167,7 +171,9 @@ class AllocatorModel(RuleBasedStateMachine):
         end = min(start + length, 14)
         first, last = self.cidr.network_address + start, self.cidr.network_address + end
         self.db.run(
-            lambda u: subnets.update(u, self.subnet, {"allocation_pools": [{"start": str(first), "end": str(last)}]})
+            lambda u: local.update(
+                u, "subnet", self.subnet, {"allocation_pools": [{"start": str(first), "end": str(last)}]}
+            )
         )
         self.pools = [(start, end)]
 
@@ -178,8 +184,7 @@ class AllocatorModel(RuleBasedStateMachine):
         a = avail(self.db, self.network)
         assert a["used_ips"] == len(self.taken())
         assert a["total_ips"] == sum(b - a_ + 1 for a_, b in self.pools)
-        with self.db.session(write=False) as session:
-            result = verify(session, load_driver(self.db.driver_name))
+        result = LocalClient(self.db).verify()
         assert result.clean, [d.as_dict() for d in result.differences]
 
 

@@ -7,14 +7,8 @@ import ipaddress
 import pytest
 
 from pipam.errors import PipamError
-from pipam.service import subnetpools
-from tests.helpers import delete_subnet, net, pool, subnet
-
-
-def error_of(fn) -> PipamError:  # type: ignore[no-untyped-def]
-    with pytest.raises(PipamError) as info:
-        fn()
-    return info.value
+from pipam.testing.local import LocalClient
+from tests.helpers import delete_subnet, error_of, net, pool, subnet
 
 
 def test_prefixes_hand_out_distinct_subnets(db):
@@ -49,7 +43,7 @@ def test_released_prefix_is_reused_and_pool_in_use(db):
     p = pool(db, name="p", prefixes=["10.10.0.0/24"], default_prefixlen=24)
     n = net(db)["id"]
     s = subnet(db, n, subnetpool_id=p["id"])
-    err = error_of(lambda: db.run(lambda u: subnetpools.delete(u, p["id"])))
+    err = error_of(lambda: LocalClient(db).delete("subnetpool", p["id"]))
     assert (err.status, err.type) == (409, "SubnetPoolInUse")
     delete_subnet(db, s["id"])
     assert subnet(db, n, subnetpool_id=p["id"])["cidr"] == "10.10.0.0/24"
@@ -77,9 +71,9 @@ def test_bad_pools(db, body):
 
 def test_prefixes_can_only_grow(db):
     p = pool(db, name="p", prefixes=["10.10.0.0/24"])
-    up = db.run(lambda u: subnetpools.update(u, p["id"], {"prefixes": ["10.10.0.0/24", "10.20.0.0/24"]}))
+    up = LocalClient(db).update("subnetpool", p["id"], prefixes=["10.10.0.0/24", "10.20.0.0/24"])
     assert up["prefixes"] == ["10.10.0.0/24", "10.20.0.0/24"]
-    err = error_of(lambda: db.run(lambda u: subnetpools.update(u, p["id"], {"prefixes": ["10.20.0.0/24"]})))
+    err = error_of(lambda: LocalClient(db).update("subnetpool", p["id"], prefixes=["10.20.0.0/24"]))
     assert err.status == 400
 
 
@@ -120,69 +114,5 @@ def test_free_blocks_stay_equal_to_prefixes_minus_subnets(db):
         expected = netaddr.IPSet(["10.40.0.0/20", "10.50.0.0/22"]) - used
         assert [(r.first, r.last) for r in expected.iter_ipranges()] == free, f"step {step}"
     # Growing the pool makes room that merges with what is free next to it.
-    db.run(lambda u: subnetpools.update(u, p["id"], {"prefixes": ["10.40.0.0/19", "10.50.0.0/22"]}))
+    LocalClient(db).update("subnetpool", p["id"], prefixes=["10.40.0.0/19", "10.50.0.0/22"])
     assert subnet(db, n, subnetpool_id=p["id"], prefixlen=20)["cidr"] == "10.40.16.0/20"
-
-
-def test_upgrade_from_0001_builds_free_blocks(tmp_path):
-    """A database with pools and subnets from before the free-block table gets it filled correctly."""
-    from alembic import command
-    from sqlalchemy import insert
-
-    from pipam.config import load_settings
-    from pipam.db import schema
-    from pipam.db.base import utcnow
-    from pipam.db.models import IpamState, Network, Subnet, SubnetPool, SubnetPoolPrefix
-    from pipam.service.database import Database
-
-    url = f"sqlite:///{tmp_path}/old.db"
-    database = Database(load_settings(database_url=url, ipam_driver="internal"))
-    cfg = schema.alembic_config(database.engine)
-    with database.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-    now = utcnow()
-    std = {
-        "project_id": "",
-        "name": "",
-        "description": "",
-        "tags": [],
-        "revision_number": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
-    with database.engine.begin() as conn:
-        conn.execute(insert(IpamState).values(id=1, active_backend="internal", updated_at=now))
-        conn.execute(
-            insert(Network).values(id="n", admin_state_up=True, shared=False, status="ACTIVE", mtu=1500, **std)
-        )
-        conn.execute(
-            insert(SubnetPool).values(
-                id="p",
-                ip_version=4,
-                default_prefixlen=24,
-                min_prefixlen=16,
-                max_prefixlen=28,
-                shared=False,
-                is_default=False,
-                **std,
-            )
-        )
-        conn.execute(insert(SubnetPoolPrefix).values(subnetpool_id="p", cidr="10.60.0.0/22"))
-        conn.execute(
-            insert(Subnet).values(
-                id="s",
-                network_id="n",
-                ip_version=4,
-                cidr="10.60.0.0/24",
-                subnetpool_id="p",
-                dns_nameservers=[],
-                host_routes=[],
-                **{**std, "name": "old"},
-            )
-        )
-    schema.upgrade(database.engine, "internal")
-    assert schema.is_current(database.engine)
-    got = {subnet(database, "n", subnetpool_id="p")["cidr"] for _ in range(3)}
-    assert got == {"10.60.1.0/24", "10.60.2.0/24", "10.60.3.0/24"}
-    database.dispose()

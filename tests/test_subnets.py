@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipam.errors import PipamError
-from tests.helpers import delete_port, delete_subnet, net, port, subnet, update_port, update_subnet
-
-
-def error_of(fn) -> PipamError:  # type: ignore[no-untyped-def]
-    with pytest.raises(PipamError) as info:
-        fn()
-    return info.value
+from tests.helpers import delete_port, delete_subnet, error_of, net, port, subnet, update_port, update_subnet
 
 
 def test_ipv4_defaults(db):

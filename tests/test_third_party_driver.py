@@ -65,14 +65,17 @@ def test_migration_into_shared_ipam_reports_conflicts_then_adopts(db, schema_url
     made = dataset.build(db, 40)
     before = dataset.holdings(db)
     small = made["small"]["id"]
-    core_ip = next(ip for pairs in before.values() for s, ip in pairs if s == small and ip != "192.168.7.1")
+    in_core = {ip for pairs in before.values() for s, ip in pairs if s == small}
+    core_ip = next(ip for ip in sorted(in_core) if ip != "192.168.7.1")
+    # An address Pipam never allocated (chosen among the free ones: Pipam's choices are random).
+    foreign = next(f"192.168.7.{i}" for i in range(254, 1, -1) if f"192.168.7.{i}" not in in_core)
     # Another system uses the same subnet in the shared IPAM and already holds one address Pipam
     # allocated, and one Pipam did not.
     ext_store.execute(
         "INSERT INTO subnets VALUES (?, '192.168.7.0/24', ?)", (small, json.dumps([["192.168.7.2", "192.168.7.254"]]))
     )
     ext_store.execute("INSERT INTO allocs VALUES (?, ?, 'other')", (small, core_ip))
-    ext_store.execute("INSERT INTO allocs VALUES (?, '192.168.7.250', 'other')", (small,))
+    ext_store.execute("INSERT INTO allocs VALUES (?, ?, 'other')", (small, foreign))
 
     code, out = cli(schema_url, backend, "ipam", "migrate", "--to", "extipam", "--yes")
     assert code == 1 and "1 conflict" in out and core_ip in out
@@ -96,7 +99,7 @@ def test_migration_into_shared_ipam_reports_conflicts_then_adopts(db, schema_url
         except PipamError as exc:
             assert exc.type == "IpAddressGenerationFailure"
             break
-    assert "192.168.7.250" not in got and core_ip not in got
+    assert foreign not in got and core_ip not in got
     ext.dispose()
     code, out = cli(schema_url, "extipam", "ipam", "cleanup", backend, "--yes")
     assert code == 0, out

@@ -27,10 +27,20 @@ _toml_path = _TomlPath()
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PIPAM_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="PIPAM_", env_nested_delimiter="__", extra="forbid")
 
     database_url: str = Field("sqlite:///pipam.db", description="SQLAlchemy URL of the database.")
-    ipam_driver: str = Field("internal", description="IPAM backend this server allocates through.")
+    ipam_driver: str = Field(
+        "internal", description="IPAM backend a new database starts with ('pipam db upgrade' records it)."
+    )
+    pin_ipam_driver: bool = Field(
+        False,
+        description="Allocate only through ipam_driver: refuse address changes while the database records "
+        "another backend (servers otherwise follow the database's active backend, without a restart).",
+    )
+    drivers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Settings of each IPAM driver, a table [drivers.<name>] per driver."
+    )
     host: str = "127.0.0.1"
     port: int = 9696
     workers: int = 1

@@ -1,52 +1,271 @@
-"""Typed errors carrying the wire format's error type and HTTP status."""
+"""The error catalogue: every error a client or an operator can see, one class per error type.
+
+Clients see ``{"NeutronError": {"type": <class name>, ...}}``, as Neutron names its errors after its
+exception classes. The categories below (BadRequest, NotFound, ...) decide the HTTP status, in one
+table in ``pipam.api.errors``; raise sites raise a concrete class and never name a type as a string.
+"""
 
 from __future__ import annotations
 
 
 class PipamError(Exception):
-    """Base of every error a client or operator may see. ``type`` is the NeutronError type."""
-
-    status: int = 500
-    type: str = "PipamError"
-
-    def __init__(self, message: str, *, type: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if type is not None:
-            self.type = type
-        if status is not None:
-            self.status = status
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+# --- categories (the status table in pipam.api.errors maps these) ------------------------------
 
 
 class BadRequest(PipamError):
-    status = 400
-    type = "BadRequest"
+    """400. Also a concrete type: Neutron's generic "BadRequest"."""
 
 
-class InvalidInput(BadRequest):
-    type = "InvalidInput"
+class NotAuthenticated(PipamError):
+    """401."""
+
+
+class NotAuthorized(PipamError):
+    """403."""
 
 
 class NotFound(PipamError):
-    status = 404
-    type = "NotFound"
+    """404. Also a concrete type."""
 
 
 class Conflict(PipamError):
-    status = 409
-    type = "Conflict"
+    """409. Also a concrete type."""
 
 
-class ServiceUnavailable(PipamError):
-    """The request may succeed later; ``retry_after`` seconds is the hint given to clients."""
+class PreconditionFailed(PipamError):
+    """412."""
 
-    status = 503
-    type = "ServiceUnavailable"
 
-    def __init__(self, message: str, *, type: str | None = None, retry_after: int = 5) -> None:
-        super().__init__(message, type=type)
-        self.retry_after = retry_after
+class TooLarge(PipamError):
+    """413."""
+
+
+class UnsupportedMediaType(PipamError):
+    """415."""
+
+
+class Unavailable(PipamError):
+    """503: the request may succeed later; the API adds Retry-After from the settings."""
+
+
+class ServerError(PipamError):
+    """500: a fault of the deployment (a driver that does not load), not of the request."""
+
+
+# --- 400 -------------------------------------------------------------------------------------------
+
+
+class HTTPBadRequest(BadRequest):
+    """The request's shape is wrong: not JSON, not the expected envelope, unknown attributes."""
+
+
+class InvalidInput(BadRequest):
+    pass
+
+
+class InvalidIpForSubnet(BadRequest):
+    def __init__(self, ip: str) -> None:
+        super().__init__(f"IP address {ip} is not a valid IP for the specified subnet.")
+
+
+class InvalidIpForNetwork(BadRequest):
+    pass
+
+
+class InvalidAllocationPool(BadRequest):
+    pass
+
+
+class OutOfBoundsAllocationPool(BadRequest):
+    pass
+
+
+class IllegalSubnetPoolPrefixBounds(BadRequest):
+    pass
+
+
+class IllegalSubnetPoolPrefixUpdate(BadRequest):
+    pass
+
+
+class MaxPrefixSubnetAllocationError(BadRequest):
+    pass
+
+
+class MinPrefixSubnetAllocationError(BadRequest):
+    pass
+
+
+class IpamUnsupportedRequest(BadRequest):
+    pass
+
+
+# --- 401 / 403 -------------------------------------------------------------------------------------
+
+
+class HTTPUnauthorized(NotAuthenticated):
+    pass
+
+
+class PolicyNotAuthorized(NotAuthorized):
+    pass
+
+
+# --- 404 -------------------------------------------------------------------------------------------
+
+
+class HTTPNotFound(NotFound):
+    pass
+
+
+class NetworkNotFound(NotFound):
+    pass
+
+
+class SubnetNotFound(NotFound):
+    pass
+
+
+class PortNotFound(NotFound):
+    pass
+
+
+class SubnetPoolNotFound(NotFound):
+    pass
+
+
+class IpamSubnetNotFound(NotFound):
+    def __init__(self, subnet_id: str, backend: str) -> None:
+        super().__init__(f"Subnet {subnet_id} is not known to IPAM backend {backend!r}")
+
+
+class ExtensionNotFound(NotFound):
+    pass
+
+
+class MarkerNotFound(NotFound):
+    pass
+
+
+class TagNotFound(NotFound):
+    pass
+
+
+# --- 409 -------------------------------------------------------------------------------------------
+
+
+class IpAddressAlreadyAllocated(Conflict):
+    def __init__(self, ip: str, subnet_id: str) -> None:
+        super().__init__(f"IP address {ip} already allocated in subnet {subnet_id}")
+        self.ip = ip
+        self.subnet_id = subnet_id
+
+
+class IpAddressGenerationFailure(Conflict):
+    def __init__(self, network_id: str) -> None:
+        super().__init__(f"No more IP addresses available on network {network_id}.")
+
+
+class SubnetInUse(Conflict):
+    pass
+
+
+class NetworkInUse(Conflict):
+    pass
+
+
+class SubnetPoolInUse(Conflict):
+    pass
+
+
+class MacAddressInUse(Conflict):
+    pass
+
+
+class MacAddressGenerationFailure(Conflict):
+    pass
+
+
+class OverlappingAllocationPools(Conflict):
+    pass
+
+
+class GatewayConflictWithAllocationPools(Conflict):
+    pass
+
+
+class GatewayIpInUse(Conflict):
+    pass
+
+
+class SubnetAllocationError(Conflict):
+    pass
+
+
+class MigrationError(Conflict):
+    """An operator's migration request cannot go ahead (another run, inconsistent core, ...)."""
+
+    def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}
+
+
+# --- 413 / 415 -------------------------------------------------------------------------------------
+
+
+class HTTPRequestEntityTooLarge(TooLarge):
+    pass
+
+
+class HTTPUnsupportedMediaType(UnsupportedMediaType):
+    pass
+
+
+# --- 503 -------------------------------------------------------------------------------------------
+
+
+class DatabaseUnavailable(Unavailable):
+    def __init__(self, message: str = "The database is unavailable; try again shortly.") -> None:
+        super().__init__(message)
+
+
+class IpamMigrationInProgress(Unavailable):
+    pass
+
+
+class IpamBackendUnavailable(Unavailable):
+    """This server cannot allocate through the backend the database records (not installed, or pinned)."""
+
+
+class TooMuchContention(Unavailable):
+    pass
+
+
+# --- 500 -------------------------------------------------------------------------------------------
+
+
+class IpamDriverNotFound(ServerError):
+    pass
+
+
+class DatabaseNotReady(ServerError):
+    """The database has no Pipam schema or no IPAM state: an operator must run 'pipam db upgrade'."""
+
+    def __init__(self, detail: str = "the database has no IPAM state") -> None:
+        super().__init__(f"{detail}; run 'pipam db upgrade' first")
+
+
+# --- internal (never leaves the process) -----------------------------------------------------------
 
 
 class RetryTransaction(Exception):
-    """Internal: a compare-and-swap lost too many races; the whole transaction should run again."""
+    """A compare-and-swap lost too many races; the whole transaction should run again."""

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from pipam.config import load_settings
-from pipam.db import schema as db_schema
+from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from tests.server import Server
 
@@ -21,7 +21,7 @@ def fuzz_server(request, tmp_path_factory) -> Iterator[Server]:
     backend = request.param
     url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/fuzz.db"
     database = Database(load_settings(database_url=url, ipam_driver=backend))
-    db_schema.upgrade(database.engine, backend)
+    upgrade_database(database.engine, backend)
 
     # Real resources for the generated requests to collide with.
     from tests.helpers import net, port, subnet

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pipam.config import load_settings
-from pipam.db import schema
+from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from tests.api.wire import err, ok
 from tests.server import Server
@@ -21,7 +21,7 @@ TOKENS = {"tok-a": "proj-a", "tok-b": "proj-b"}
 def guarded(tmp_path_factory) -> Iterator[Server]:
     url = f"sqlite:///{tmp_path_factory.mktemp('iso')}/iso.db"
     db = Database(load_settings(database_url=url, ipam_driver="internal"))
-    schema.upgrade(db.engine, "internal")
+    upgrade_database(db.engine, "internal")
     db.dispose()
     srv = Server(
         url,
@@ -72,8 +72,8 @@ def test_projects_are_isolated(guarded):
         )
         err(
             b.post("/v2.0/networks", json={"network": {"name": "x", "project_id": "proj-a"}}),
-            403,
-            "PolicyNotAuthorized",
+            400,
+            "HTTPBadRequest",
         )
         assert ok(b.get("/v2.0/network-ip-availabilities"))["network_ip_availabilities"] == []
         assert ok(a.get(f"/v2.0/ports/{port['id']}"))["port"]["name"] == ""
@@ -83,8 +83,11 @@ def test_projects_are_isolated(guarded):
 
 
 def test_shared_network_readable_not_writable(guarded):
-    with client(guarded, "tok-a") as a, client(guarded, "tok-b") as b:
-        net = ok(a.post("/v2.0/networks", json={"network": {"name": "a-shared", "shared": True}}), 201)["network"]
+    with client(guarded, "tok-a") as a, client(guarded, "tok-b") as b, client(guarded, "admin-tok") as admin:
+        # Only an admin shares a network (Neutron's policy); a project asking for it gets 403.
+        err(a.post("/v2.0/networks", json={"network": {"name": "no", "shared": True}}), 403, "PolicyNotAuthorized")
+        body = {"network": {"name": "a-shared", "shared": True, "project_id": "proj-a"}}
+        net = ok(admin.post("/v2.0/networks", json=body), 201)["network"]
         ok(
             a.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "ip_version": 4, "cidr": "10.9.0.0/24"}}),
             201,

@@ -1,117 +1,99 @@
-"""The FastAPI application: routers, error mapping, limits, auth and request logging."""
+"""The FastAPI application: routers, error mapping, body limits, request ids and the access log."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from sqlalchemy import select
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipam import __version__
 from pipam.api import discovery, errors, resources
-from pipam.api.errors import error_response
+from pipam.api.logs import configure_logging
 from pipam.config import Settings, load_settings
-from pipam.db import schema
-from pipam.db.models import IpamState
-from pipam.ipam.registry import load_driver
+from pipam.errors import HTTPRequestEntityTooLarge
 from pipam.service.database import Database
+from pipam.service.resources import discover
+from pipam.service.startup import startup_report
 
 log = logging.getLogger("pipam.api")
 access_log = logging.getLogger("pipam.access")
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: what log shippers parse without configuration."""
+class RequestGuard:
+    """A pure ASGI middleware (no task or body copy per request): gives each request an id, refuses
+    bodies over the limit while they stream in (a chunked body is never held whole), and writes one
+    access-log line per request."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("pipam")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
-
-
-class Limits(BaseHTTPMiddleware):
-    """Request id, body-size cap and one structured access-log line per request."""
-
-    def __init__(self, app: Any, max_body: int) -> None:
-        super().__init__(app)
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
         self.max_body = max_body
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         request_id = f"req-{uuid.uuid4()}"
+        scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            response: Response = error_response(
-                413, "HTTPRequestEntityTooLarge", f"Request body is larger than the limit of {self.max_body} bytes."
-            )
-        elif length is None and request.method in ("POST", "PUT") and len(await request.body()) > self.max_body:
-            response = error_response(
-                413, "HTTPRequestEntityTooLarge", f"Request body is larger than the limit of {self.max_body} bytes."
-            )
-        else:
-            response = await call_next(request)
-        response.headers["X-Openstack-Request-Id"] = request_id
-        access_log.info(
-            "%s %s %s",
-            request.method,
-            request.url.path,
-            response.status_code,
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                    "project": request.headers.get("x-project-id", ""),
-                }
-            },
-        )
-        return response
+        status = 500
+        too_large = f"Request body is larger than the limit of {self.max_body} bytes."
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise HTTPRequestEntityTooLarge(too_large)
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-openstack-request-id", request_id.encode())]
+            await send(message)
+
+        length = _header(scope, b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                raise HTTPRequestEntityTooLarge(too_large)
+            await self.app(scope, limited_receive, send_with_id)
+        except HTTPRequestEntityTooLarge as exc:
+            response = errors.error_response(413, exc.type, exc.message)
+            await response(scope, receive, send_with_id)
+        finally:
+            self._log(scope, request_id, status, time.perf_counter() - start)
+
+    def _log(self, scope: Scope, request_id: str, status: int, took: float) -> None:
+        state = scope.get("state", {})
+        caller = state.get("caller")
+        query = scope.get("query_string", b"").decode("latin-1")
+        client = scope.get("client")
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"] + (f"?{query}" if query else ""),
+            "status": status,
+            "duration_ms": round(took * 1000, 2),
+            "client": f"{client[0]}:{client[1]}" if client else "",
+            "project": caller.project_id if caller is not None else "",
+        }
+        if "error_type" in state:
+            fields["error_type"] = state["error_type"]
+        access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": fields})
 
 
-def check_startup(database: Database) -> None:
-    """Say at start-up what an operator must know: old schema, deprecated or mismatched backend."""
-    driver = load_driver(database.driver_name)
-    if driver.deprecated:
-        log.warning(
-            "IPAM driver %r is deprecated; migrate with 'pipam ipam migrate --to internal'", database.driver_name
-        )
-    if not schema.is_current(database.engine):
-        log.error("database schema is not current; run 'pipam db upgrade'")
-        return
-    with database.session(write=False) as session:
-        state = session.scalar(select(IpamState).where(IpamState.id == 1))
-    if state is not None and state.active_backend != database.driver_name:
-        log.error(
-            "configured ipam_driver %r differs from the database's active backend %r: address changes will be "
-            "refused with 503 until they agree (set ipam_driver = %r, or run 'pipam ipam migrate --to %s')",
-            database.driver_name,
-            state.active_backend,
-            state.active_backend,
-            database.driver_name,
-        )
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -126,11 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.database = database
-    errors.install(app)
-    app.add_middleware(Limits, max_body=settings.max_body_bytes)
+    errors.install(app, settings.retry_after)
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
     app.include_router(discovery.router)
-    for res in resources.RESOURCES:
-        app.include_router(resources.router_for(res))
+    for module in discover():
+        app.include_router(resources.router_for(module))
 
     @app.on_event("shutdown")
     def _dispose() -> None:
@@ -142,5 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn workers: settings from PIPAM_CONFIG / PIPAM_* variables."""
     app = create_app()
-    check_startup(app.state.database)
+    database: Database = app.state.database
+    for level, message in startup_report(database):
+        log.log(level, "%s", message)
     return app

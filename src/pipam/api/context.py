@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import Request
 
-from pipam.errors import PipamError
-from pipam.service.common import Caller
+from pipam.errors import HTTPUnauthorized
 from pipam.service.database import Database
-
-
-class Unauthorized(PipamError):
-    status = 401
-    type = "HTTPUnauthorized"
+from pipam.service.policy import Caller
 
 
 def database_of(request: Request) -> Database:
-    return request.app.state.database
+    return request.app.state.database  # type: ignore[no-any-return]
 
 
 def caller_of(request: Request) -> Caller:
     """No token configured: anyone, scoped by X-Project-Id. Otherwise the token decides."""
+    cached = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     settings = database_of(request).settings
     header_project = request.headers.get("x-project-id") or request.headers.get("x-tenant-id") or ""
+    caller = None
     if not settings.api_token and not settings.project_tokens:
-        return Caller(project_id=header_project)
-    token = request.headers.get("x-auth-token")
-    if token and settings.api_token and token == settings.api_token:
-        return Caller(project_id=header_project)
-    if token and token in settings.project_tokens:
-        return Caller(project_id=settings.project_tokens[token], restricted=True)
-    raise Unauthorized("Authentication required: send a valid X-Auth-Token.")
+        caller = Caller(project_id=header_project)
+    else:
+        token = request.headers.get("x-auth-token") or ""
+        if token and settings.api_token and hmac.compare_digest(token.encode(), settings.api_token.encode()):
+            caller = Caller(project_id=header_project)
+        else:
+            for candidate, project in settings.project_tokens.items():
+                if token and hmac.compare_digest(token.encode(), candidate.encode()):
+                    caller = Caller(project_id=project, restricted=True)
+    if caller is None:
+        raise HTTPUnauthorized("Authentication required: send a valid X-Auth-Token.")
+    request.state.caller = caller
+    return caller

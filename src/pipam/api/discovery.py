@@ -6,15 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
 from starlette.concurrency import run_in_threadpool
 
 from pipam.api.context import caller_of, database_of
-from pipam.api.listing import ListSpec, list_rows, parse_query
-from pipam.db.models import IpamState, Network, Subnet
-from pipam.errors import BadRequest, NotFound
+from pipam.api.listing import links, page_body, parse_query
+from pipam.api.rendering import render
+from pipam.errors import ExtensionNotFound, PipamError
+from pipam.ipam import state
 from pipam.service import availability
 from pipam.service.database import UnitOfWork
+from pipam.service.resources import discover
 
 router = APIRouter()
 
@@ -64,13 +65,8 @@ async def versions(request: Request) -> Any:
 @router.get("/v2.0", include_in_schema=False)
 async def resources(request: Request) -> Any:
     base = f"{_root_url(request)}/v2.0"
-    names = [
-        ("network", "networks"),
-        ("subnet", "subnets"),
-        ("port", "ports"),
-        ("subnetpool", "subnetpools"),
-        ("network_ip_availability", "network-ip-availabilities"),
-    ]
+    names = [(m.DEFINITION.singular, m.DEFINITION.plural) for m in discover()]
+    names.append(("network_ip_availability", "network-ip-availabilities"))
     return {
         "resources": [{"name": n, "collection": c, "links": [{"rel": "self", "href": f"{base}/{c}"}]} for n, c in names]
     }
@@ -86,10 +82,7 @@ async def extension(alias: str) -> Any:
     for e in EXTENSIONS:
         if e[0] == alias:
             return {"extension": _ext(*e)}
-    raise NotFound(f"Extension with alias {alias} does not exist", type="ExtensionNotFound")
-
-
-AVAIL_FILTERS = {"network_id", "network_name", "project_id", "tenant_id", "ip_version"}
+    raise ExtensionNotFound(f"Extension with alias {alias[:64]} does not exist")
 
 
 @router.get(
@@ -97,38 +90,15 @@ AVAIL_FILTERS = {"network_id", "network_name", "project_id", "tenant_id", "ip_ve
 )
 async def list_availability(request: Request) -> Any:
     db, caller = database_of(request), caller_of(request)
-    items = request.query_params.multi_items()
-    ip_versions = [int(v) for k, v in items if k == "ip_version" and v in ("4", "6")]
-    renamed = [
-        ("name" if k == "network_name" else "id" if k == "network_id" else k, v) for k, v in items if k != "ip_version"
-    ]
-    for key, _ in items:
-        if key not in AVAIL_FILTERS | {"fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir"}:
-            raise BadRequest(f"[{key}] is invalid attribute for filtering")
-    query = parse_query(renamed, db.settings.max_page_size)
+    query, fields = parse_query(request.query_params.multi_items(), db.settings.max_page_size)
+    base = str(request.url.replace(query=""))
+    definition = availability.DEFINITION
 
     def run(u: UnitOfWork) -> Any:
-        def render(uow: UnitOfWork, net: Network) -> dict[str, Any]:
-            entry = availability.for_networks(uow, [net])[0]
-            if ip_versions:
-                subs = [s for s in entry["subnet_ip_availability"] if s["ip_version"] in ip_versions]
-                entry.update(
-                    subnet_ip_availability=subs,
-                    total_ips=sum(s["total_ips"] for s in subs),
-                    used_ips=sum(s["used_ips"] for s in subs),
-                )
-            return {**entry, "id": net.id}
-
-        spec = ListSpec(Network, "network_ip_availabilities", render, shared_column="shared")
-        if ip_versions:
-            spec.extra_filters["_v"] = lambda _: Network.id.in_(
-                select(Subnet.network_id).where(Subnet.ip_version.in_(ip_versions))
-            )
-            query.filters["_v"] = ["x"]
-        out = list_rows(u.session, u, spec, query, caller, str(request.url.replace(query="")))
-        for entry in out["network_ip_availabilities"]:
-            entry.pop("id", None)
-        return out
+        entries, page = availability.list_availability(u, query, caller)
+        items = [render(definition, e, fields) for e in entries]
+        ids = [n.id for n in page.items]
+        return page_body(definition.plural, items, links(base, query, fields, ids, page.full))
 
     return await run_in_threadpool(db.run, run, write=False)
 
@@ -141,30 +111,35 @@ async def list_availability(request: Request) -> Any:
 async def show_availability(network_id: str, request: Request) -> Any:
     db, caller = database_of(request), caller_of(request)
     entry = await run_in_threadpool(db.run, lambda u: availability.show(u, network_id, caller), write=False)
-    return {"network_ip_availability": entry}
+    return {"network_ip_availability": render(availability.DEFINITION, entry)}
 
 
-@router.get("/healthz", summary="Health: the database answers", tags=["health"])
+@router.get("/healthz", summary="Ready: the database answers and this server can use its IPAM backend", tags=["health"])
 async def healthz(request: Request) -> Any:
+    """200 when this server can serve every request; 503 (load balancers take it out) when the database
+    is away or the active IPAM backend is one this server cannot use. A fenced migration is reported
+    but is not "not ready": every server is fenced alike, and the fence is short."""
     db = database_of(request)
 
     def probe(u: UnitOfWork) -> dict[str, Any]:
-        u.session.execute(text("SELECT 1"))
-        state = u.session.scalar(select(IpamState).where(IpamState.id == 1))
+        status = state.read(u.session)
+        db.backend(status.active)
         return {
             "status": "ok",
             "database": "ok",
-            "ipam_driver": db.driver_name,
-            "active_backend": state.active_backend if state else None,
-            "fenced": bool(state and state.fence_migration_id),
+            "active_backend": status.active,
+            "migrating_to": status.shadow,
+            "fenced": status.fence is not None,
         }
 
     try:
         return await run_in_threadpool(db.run, probe, write=False)
-    except Exception as exc:
-        detail = str(getattr(exc, "message", None) or exc).splitlines()[0]
-        return JSONResponse(
-            {"status": "unavailable", "database": detail},
-            status_code=503,
-            headers={"Retry-After": str(db.settings.retry_after)},
-        )
+    except PipamError as exc:
+        reason = exc.message
+    except Exception:  # the details stay in the log: health checks are unauthenticated
+        reason = "database unavailable"
+    return JSONResponse(
+        {"status": "unavailable", "reason": reason},
+        status_code=503,
+        headers={"Retry-After": str(db.settings.retry_after)},
+    )

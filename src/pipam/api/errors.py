@@ -1,4 +1,8 @@
-"""Every error leaves the API as ``{"NeutronError": {"type", "message", "detail"}}``."""
+"""Every error leaves the API as ``{"NeutronError": {"type", "message", "detail"}}``.
+
+The status code of each error category is decided here, in one table; the ``type`` is the error
+class's name (``pipam.errors``).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,40 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipam import errors as e
 from pipam.db.engine import is_connection_lost
-from pipam.errors import PipamError, ServiceUnavailable
 
 log = logging.getLogger("pipam.api")
 
+STATUS: tuple[tuple[type[e.PipamError], int], ...] = (
+    (e.BadRequest, 400),
+    (e.NotAuthenticated, 401),
+    (e.NotAuthorized, 403),
+    (e.NotFound, 404),
+    (e.Conflict, 409),
+    (e.PreconditionFailed, 412),
+    (e.TooLarge, 413),
+    (e.UnsupportedMediaType, 415),
+    (e.Unavailable, 503),
+    (e.ServerError, 500),
+)
+
+# Errors Starlette raises itself (unknown path, wrong method) keep Neutron's webob names.
 HTTP_TYPES = {
     400: "HTTPBadRequest",
-    401: "HTTPUnauthorized",
-    403: "HTTPForbidden",
     404: "HTTPNotFound",
     405: "HTTPMethodNotAllowed",
-    409: "HTTPConflict",
+    406: "HTTPNotAcceptable",
     413: "HTTPRequestEntityTooLarge",
     415: "HTTPUnsupportedMediaType",
-    503: "HTTPServiceUnavailable",
 }
+
+
+def status_of(exc: e.PipamError) -> int:
+    for category, status in STATUS:
+        if isinstance(exc, category):
+            return status
+    return 500
 
 
 def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -33,15 +55,19 @@ def error_response(status: int, type_: str, message: str, headers: dict[str, str
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(PipamError)
-    async def pipam_error(_: Request, exc: PipamError) -> JSONResponse:
-        headers = None
-        if isinstance(exc, ServiceUnavailable):
-            headers = {"Retry-After": str(exc.retry_after)}
-        if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+def install(app: FastAPI, retry_after: int) -> None:
+    later = {"Retry-After": str(retry_after)}
+
+    def respond(request: Request, exc: e.PipamError) -> JSONResponse:
+        status = status_of(exc)
+        if status >= 500 and status != 503:
             log.error("server error: %s", exc.message)
-        return error_response(exc.status, exc.type, exc.message, headers)
+        request.state.error_type = exc.type  # for the access log
+        return error_response(status, exc.type, exc.message, later if status == 503 else None)
+
+    @app.exception_handler(e.PipamError)
+    async def pipam_error(request: Request, exc: e.PipamError) -> JSONResponse:
+        return respond(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -57,16 +83,14 @@ def install(app: FastAPI) -> None:
         return error_response(400, "HTTPBadRequest", f"Invalid input for {where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(SQLAlchemyError)
-    async def database_error(_: Request, exc: SQLAlchemyError) -> JSONResponse:
-        # Raised outside a unit of work (a lost connection while a session closes, say).
+    async def database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # Raised outside a transaction (a connection lost while a session closes, say).
         if is_connection_lost(exc) or isinstance(exc, InvalidRequestError):
-            return error_response(
-                503, "DatabaseUnavailable", "The database is unavailable; try again shortly.", {"Retry-After": "5"}
-            )
-        log.exception("database error")
+            return respond(request, e.DatabaseUnavailable())
+        log.exception("database error", extra={"fields": {"request_id": getattr(request.state, "request_id", "")}})
         return error_response(500, "HTTPInternalServerError", "Request failed: internal server error")
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"fields": {"request_id": getattr(request.state, "request_id", "")}})
         return error_response(500, "HTTPInternalServerError", "Request failed: internal server error")

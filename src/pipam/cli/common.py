@@ -1,4 +1,4 @@
-"""What every CLI command shares: settings from --config, error reporting, the console."""
+"""What every CLI command shares: settings from --config, one-line errors, the console."""
 
 from __future__ import annotations
 
@@ -9,17 +9,24 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipam.config import ConfigError, Settings, load_settings
-from pipam.db import schema
 from pipam.db.engine import make_engine
 from pipam.errors import PipamError
+from pipam.service.bootstrap import require_current
 
 # soft_wrap: long messages stay on one line when piped, so logs and scripts can grep them.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Data (addresses, names, values from the database) is printed with markup and highlighting off:
+# "[x]" would vanish as a markup tag and "fd00:a:b::" would turn into an emoji.
+console = Console(soft_wrap=True, highlight=False, emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def say(text: str) -> None:
+    console.print(text, markup=False)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -32,7 +39,8 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print("[bold red]error:[/] ", end="")
+    err_console.print(message, markup=False)
     raise typer.Exit(code)
 
 
@@ -51,22 +59,18 @@ def friendly_errors(fn: F) -> F:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             fail(f"database error: {detail}")
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            err_console.print("interrupted", markup=False)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 
 
-def engine_for(settings: Settings):  # type: ignore[no-untyped-def]
-    return make_engine(settings.database_url)
-
-
-def current_engine(settings: Settings):  # type: ignore[no-untyped-def]
+def current_engine(settings: Settings) -> Engine:
     """An engine on a database whose schema is the newest; otherwise a message saying what to run."""
     engine = make_engine(settings.database_url)
-    current, head = schema.current_revision(engine), schema.head_revision(engine)
-    if current != head:
+    try:
+        require_current(engine)
+    except BaseException:
         engine.dispose()
-        where = "has no Pipam schema" if current is None else f"is at schema revision {current}, not {head}"
-        fail(f"the database {where}; run 'pipam db upgrade' first")
+        raise
     return engine

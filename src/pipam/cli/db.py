@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from pipam.cli.common import console, engine_for, friendly_errors, settings_of
+from pipam.cli.common import friendly_errors, say, settings_of
 from pipam.db import schema
+from pipam.db.engine import make_engine
+from pipam.service.bootstrap import schema_status, upgrade_database
 
 app = typer.Typer(
     help="Database schema: upgrade to the newest revision, or show the current one.", no_args_is_help=True
@@ -15,32 +17,32 @@ app = typer.Typer(
 @app.command()
 @friendly_errors
 def upgrade(ctx: typer.Context) -> None:
-    """Bring the database to the newest schema (creates it when empty).
+    """Bring the database to the newest schema (creates it when empty), the core tables and every
+    installed IPAM driver's own tables.
 
     A new database records the configured ipam_driver as its active IPAM backend.
     """
     settings = settings_of(ctx)
-    engine = engine_for(settings)
+    engine = make_engine(settings.database_url)
     try:
-        before, after = schema.upgrade(engine, settings.ipam_driver)
+        before, after = upgrade_database(engine, settings.ipam_driver)
     finally:
         engine.dispose()
     if before == after:
-        console.print(f"Database already at revision {after}.")
+        say(f"Database already at revision {schema.describe(after)}.")
     else:
-        console.print(f"Database upgraded from {before or 'empty'} to revision {after}.")
+        say(f"Database upgraded from {schema.describe(before)} to revision {schema.describe(after)}.")
 
 
 @app.command()
 @friendly_errors
 def current(ctx: typer.Context) -> None:
-    """Print the database's schema revision and whether it is the newest."""
-    engine = engine_for(settings_of(ctx))
+    """Print the database's schema revision and whether it is the newest (exit 1 when it is not)."""
+    engine = make_engine(settings_of(ctx).database_url)
     try:
-        rev, head = schema.current_revision(engine), schema.head_revision(engine)
+        status = schema_status(engine)
     finally:
         engine.dispose()
-    state = "(head)" if rev == head else f"(behind: newest is {head}; run 'pipam db upgrade')"
-    console.print(f"{rev or 'empty'} {state}")
-    if rev != head:
+    say(status.describe())
+    if not status.is_current:
         raise typer.Exit(1)

@@ -8,23 +8,30 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
-from pipam.cli.common import console, current_engine, fail, friendly_errors, settings_of
-from pipam.db.engine import make_sessionmaker
-from pipam.db.models import IpamMigration, IpamState
+from pipam.cli.common import console, current_engine, fail, friendly_errors, say, settings_of
+from pipam.cli.progress import for_terminal
+from pipam.db.transactions import Runner, Transaction
+from pipam.errors import MigrationError
+from pipam.ipam import state
 from pipam.ipam.interface import DriverContext
-from pipam.ipam.registry import available_drivers, load_driver
+from pipam.ipam.registry import driver_settings, load_driver
 from pipam.migration.core_state import core_counts
-from pipam.migration.progress import for_terminal
-from pipam.migration.runner import MigrationError, Migrator, Options, Report
+from pipam.migration.progress import Observer
+from pipam.migration.runner import Migrator, Options, Report
 from pipam.migration.runner import cleanup as cleanup_backend
+from pipam.migration.status import status as backend_status
 from pipam.migration.verify import verify as verify_backend
 
 app = typer.Typer(
     help="IPAM backends: which one is active, migration between them, verification and stale-data cleanup.",
     no_args_is_help=True,
 )
+
+
+def make_observer(quiet: bool) -> Observer:
+    """How a migration reports progress here (tests replace it to watch the named checkpoints)."""
+    return for_terminal(console, quiet=quiet)
 
 
 def _print_json(data: Any) -> None:
@@ -34,88 +41,59 @@ def _print_json(data: Any) -> None:
 @app.command()
 @friendly_errors
 def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Active backend, fence, last migration, and stale data other backends still hold."""
+    """Active backend, fence, the migration (running or interrupted), and stale data other backends hold."""
     settings = settings_of(ctx)
     engine = current_engine(settings)
     try:
-        with make_sessionmaker(engine)() as session:
-            state = session.scalar(select(IpamState).where(IpamState.id == 1))
-            if state is None:
-                fail("the database has no IPAM state; run 'pipam db upgrade' first")
-            last = session.scalar(select(IpamMigration).order_by(IpamMigration.started_at.desc()).limit(1))
-            stale: dict[str, Any] = {}
-            for name in available_drivers():
-                if name == state.active_backend:
-                    continue
-                try:
-                    stale[name] = load_driver(name)(DriverContext(session, settings)).counts()
-                except Exception as exc:  # a third-party driver that cannot answer must not hide the rest
-                    stale[name] = {"error": str(exc)}
+        data = backend_status(engine, settings)
     finally:
         engine.dispose()
-    data = {
-        "active_backend": state.active_backend,
-        "configured_driver": settings.ipam_driver,
-        "fence": {"migration_id": state.fence_migration_id, "reason": state.fence_reason}
-        if state.fence_migration_id
-        else None,
-        "last_migration": None
-        if last is None
-        else {
-            "id": last.id,
-            "source": last.source,
-            "target": last.target,
-            "status": last.status,
-            "phase": last.phase,
-            "subnets_done": last.subnets_done,
-            "allocations_done": last.allocations_done,
-            "started_at": last.started_at,
-            "finished_at": last.finished_at,
-            "error": last.error,
-        },
-        "stale_data": stale,
-    }
     if as_json:
         _print_json(data)
         return
-    console.print(f"active backend:    [bold]{state.active_backend}[/]")
-    mismatch = "" if settings.ipam_driver == state.active_backend else "  [red](differs: address changes refused)[/]"
-    console.print(f"configured driver: {settings.ipam_driver}{mismatch}")
-    console.print(
-        f"fence:             {'[yellow]UP[/] ' + str(state.fence_reason) if state.fence_migration_id else 'down'}"
-    )
+    say(f"active backend:    {data['active_backend']}")
+    if data["migrating_to"]:
+        say(f"migrating to:      {data['migrating_to']} ({data['journal_pending']} journalled changes to replay)")
+    fence = data["fence"]
+    say(f"fence:             {'UP: ' + str(fence['reason']) if fence else 'down'}")
+    last = data["last_migration"]
     if last is not None:
-        console.print(
-            f"last migration:    {last.source} -> {last.target}: {last.status} (phase {last.phase}, "
-            f"{last.subnets_done} subnets, {last.allocations_done} allocations copied, started {last.started_at})"
+        say(
+            f"last migration:    {last['source']} -> {last['target']}: {last['status']} (phase {last['phase']}, "
+            f"{last['subnets_done']} subnets, {last['allocations_done']} allocations copied, started "
+            f"{last['started_at']}, owner {last['owner']}, last heartbeat {last['last_heartbeat']})"
         )
+        if last["status"] == "interrupted":
+            say(
+                f"                   resume with 'pipam ipam migrate --to {last['target']}', or give up with "
+                f"'pipam ipam migrate --to {last['target']} --abort'"
+            )
     table = Table("backend", "stale data held", title="inactive backends")
-    for name, counts in stale.items():
+    for name, counts in data["stale_data"].items():
         table.add_row(name, ", ".join(f"{k}={v}" for k, v in counts.items()) or "none")
-    console.print(table)
+    console.print(table, markup=False)
 
 
 def _human(report: Report) -> None:
-    console.print(
-        f"[bold]{report.outcome}[/]: {report.source} -> {report.target}"
-        + (f" (migration {report.migration_id}{', resumed' if report.resumed else ''})" if report.migration_id else "")
-    )
+    resumed = ", resumed" if report.resumed else ""
+    migration = f" (migration {report.migration_id}{resumed})" if report.migration_id else ""
+    say(f"{report.outcome}: {report.source} -> {report.target}{migration}")
     if report.counts:
-        console.print("core: " + ", ".join(f"{k}={v}" for k, v in report.counts.items()))
+        say("core: " + ", ".join(f"{k}={v}" for k, v in report.counts.items()))
     if report.stale_removed and any(report.stale_removed.values()):
-        console.print("stale target data replaced: " + ", ".join(f"{k}={v}" for k, v in report.stale_removed.items()))
+        say("stale target data replaced: " + ", ".join(f"{k}={v}" for k, v in report.stale_removed.items()))
     for c in report.conflicts[:50]:
-        console.print(f"conflict: {c['subnet_id']} {c['ip_address']}: {c['detail']}")
+        say(f"conflict: {c['subnet_id']} {c['ip_address']}: {c['detail']}")
     if report.verification:
         v = report.verification
-        console.print(
-            f"verification: {'clean' if v['clean'] else str(v['difference_count']) + ' difference(s)'}; "
-            f"checksum core {v['checksum']['core']} backend {v['checksum']['backend']}"
-        )
+        verdict = "clean" if v["clean"] else f"{v['difference_count']} difference(s)"
+        say(f"verification: {verdict}; checksum core {v['checksum']['core']} backend {v['checksum']['backend']}")
         for d in v["differences"][:50]:
-            console.print(f"  {d['subnet_id']} {d['kind']}: {d['detail']}")
+            say(f"  {d['subnet_id']} {d['kind']}: {d['detail']}")
+    if report.replayed:
+        say(f"changes made during the copy and replayed: {report.replayed}")
     if report.message:
-        console.print(report.message)
+        say(report.message)
 
 
 @app.command()
@@ -123,52 +101,57 @@ def _human(report: Report) -> None:
 def migrate(
     ctx: typer.Context,
     to: str = typer.Option(..., "--to", help="Backend to migrate to (an installed IPAM driver name)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Preflight and plan only; write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Preflight, plan and time estimate only; write nothing."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Subnets per transaction and checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     abort: bool = typer.Option(
-        False, "--abort", help="Abandon the migration in progress: lift the fence, keep the old backend active."
+        False, "--abort", help="Give up the interrupted migration to --to: lift the fence, keep the old backend."
     ),
     on_conflict: str = typer.Option(
         "fail",
         "--on-conflict",
-        help="When a shared target already holds addresses "
-        "the core allocates: 'fail' (stop, list them) or 'adopt' (take them over).",
+        help="When a shared target already holds addresses the core allocates: 'fail' (stop, list them) or "
+        "'adopt' (take them over).",
     ),
 ) -> None:
-    """Migrate the database's addresses to another IPAM backend (operator-run, fenced, resumable).
+    """Migrate the database's addresses to another IPAM backend, online.
 
-    Steps: preflight (schema, driver, core consistency), fence (address changes get 503 on every
-    server), copy in batches with a durable checkpoint, verify against the core tables, switch the
-    active backend and lift the fence. If the process dies at any point, run the same command again to
-    finish, or add --abort to give up. The source backend's data is left as it was (stale): revert by
-    migrating back, remove it with 'pipam ipam cleanup NAME'.
+    Servers keep allocating through the current backend while the core tables are copied into the
+    target in checkpointed batches; changes made meanwhile are journalled and replayed into it. The
+    whole target is then verified against the core in one snapshot. Only the final step fences
+    address changes (503 with Retry-After on every server, well under a second): the last journal
+    entries are replayed, what they touched is verified, and the target becomes active. Every server
+    follows at that commit, without a restart.
+
+    One migration runs at a time. If the process dies, run the same command again to resume, or add
+    --abort to give up. The source backend's data is left as it was (stale): revert by migrating
+    back; 'pipam ipam cleanup NAME' removes it.
     """
     if on_conflict not in ("fail", "adopt"):
         fail("--on-conflict must be 'fail' or 'adopt'", code=2)
     settings = settings_of(ctx)
     engine = current_engine(settings)
-    progress = for_terminal(console, quiet=as_json)
+    observer = make_observer(quiet=as_json)
     try:
-        migrator = Migrator(engine, progress)
+        migrator = Migrator(engine, settings, observer)
         if abort:
-            report = migrator.abort()
+            report = migrator.abort(to)
         else:
             if not dry_run and not yes:
                 if not sys.stdin.isatty():
                     fail("refusing to migrate without confirmation: add --yes (or --dry-run to see the plan)", code=2)
-                typer.confirm(f"Fence address changes and migrate to {to!r}?", abort=True)
+                typer.confirm(f"Migrate the IPAM backend to {to!r}?", abort=True)
             report = migrator.run(Options(target=to, batch_size=batch_size, dry_run=dry_run, on_conflict=on_conflict))
     except MigrationError as exc:
-        progress.close()
+        observer.close()
         if as_json:
             _print_json({"outcome": "error", "message": exc.message, **exc.report})
             raise typer.Exit(1) from None
         fail(exc.message)
         return
     finally:
-        progress.close()
+        observer.close()
         engine.dispose()
     if as_json:
         _print_json(report.as_dict())
@@ -189,36 +172,35 @@ def verify(
     """Compare a backend's state with the core tables; list every difference. Exit 1 when any."""
     settings = settings_of(ctx)
     engine = current_engine(settings)
+    observer = make_observer(quiet=as_json)
     try:
-        sessions = make_sessionmaker(engine)
-        with sessions() as session:
-            name = backend or session.scalar(select(IpamState.active_backend).where(IpamState.id == 1))
-            if name is None:
-                fail("the database has no IPAM state; run 'pipam db upgrade' first")
-            driver_cls = load_driver(name)
-        # One read transaction: a consistent view while servers keep working.
-        with sessions() as session:
-            if engine.url.get_backend_name() != "sqlite":
-                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            progress = for_terminal(console, quiet=as_json)
-            progress.phase("verify", core_counts(session)["subnets"])
-            result = verify_backend(session, driver_cls, batch_size, progress)
-            progress.close()
+        runner = Runner(engine, settings.db_retries)
+        name = backend or runner.run(lambda tx: state.read(tx.session).active, write=False)
+        cls = load_driver(name)
+        own = driver_settings(cls, settings.drivers)
+
+        def run(tx: Transaction) -> Any:
+            observer.phase("verify", core_counts(tx.session)["subnets"])
+            return verify_backend(tx.session, cls(DriverContext(tx.session, own, tx.on_rollback)), batch_size, observer)
+
+        # One snapshot: a consistent view while servers keep working.
+        result = runner.run(run, write=False, snapshot=True)
     finally:
+        observer.close()
         engine.dispose()
     data = {"backend": name, **result.as_dict()}
     if as_json:
         _print_json(data)
     else:
-        verdict = "[green]clean[/]" if result.clean else f"[red]{result.difference_count} difference(s)[/]"
-        console.print(f"backend {name}: {verdict}")
-        console.print("core:    " + ", ".join(f"{k}={v}" for k, v in result.core.items()))
-        console.print("backend: " + ", ".join(f"{k}={v}" for k, v in result.backend.items()))
-        console.print(f"checksum: core {result.checksums()['core']} backend {result.checksums()['backend']}")
+        verdict = "clean" if result.clean else f"{result.difference_count} difference(s)"
+        say(f"backend {name}: {verdict}")
+        say("core:    " + ", ".join(f"{k}={v}" for k, v in result.core.items()))
+        say("backend: " + ", ".join(f"{k}={v}" for k, v in result.backend.items()))
+        say(f"checksum: core {result.checksums()['core']} backend {result.checksums()['backend']}")
         for d in result.differences:
-            console.print(f"  {d.subnet_id} {d.kind}: {d.detail}", highlight=False)
+            say(f"  {d.subnet_id} {d.kind}: {d.detail}")
         if result.difference_count > len(result.differences):
-            console.print(f"  ... and {result.difference_count - len(result.differences)} more")
+            say(f"  ... and {result.difference_count - len(result.differences)} more")
     if not result.clean:
         raise typer.Exit(1)
 
@@ -238,7 +220,7 @@ def cleanup(
         typer.confirm(f"Delete every record the {name!r} backend holds?", abort=True)
     engine = current_engine(settings)
     try:
-        deleted = cleanup_backend(engine, name)
+        deleted = cleanup_backend(engine, settings, name)
     finally:
         engine.dispose()
-    console.print(f"deleted stale data of {name!r}: " + ", ".join(f"{k}={v}" for k, v in deleted.items()))
+    say(f"deleted stale data of {name!r}: " + ", ".join(f"{k}={v}" for k, v in deleted.items()))

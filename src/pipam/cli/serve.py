@@ -7,8 +7,11 @@ import os
 import typer
 import uvicorn
 
-from pipam.cli.common import console, engine_for, friendly_errors, settings_of
+from pipam.api.logs import uvicorn_log_config
+from pipam.cli.common import fail, friendly_errors, say, settings_of
 from pipam.db import schema
+from pipam.db.engine import make_engine
+from pipam.service.bootstrap import require_current, upgrade_database
 
 
 @friendly_errors
@@ -24,26 +27,24 @@ def serve(
     must be brought to the newest schema with 'pipam db upgrade' first.
     """
     settings = settings_of(ctx)
-    engine = engine_for(settings)
+    engine = make_engine(settings.database_url)
     try:
-        current = schema.current_revision(engine)
-        if current is None and engine.url.get_backend_name() == "sqlite":
-            schema.upgrade(engine, settings.ipam_driver)
-            console.print(f"Created database {engine.url.database} (IPAM backend {settings.ipam_driver!r}).")
-        elif current != schema.head_revision(engine):
-            raise typer.BadParameter(
-                f"database schema is at {current or 'nothing'}, not the newest; run 'pipam db upgrade' first"
-            )
+        if not schema.current_revisions(engine) and engine.url.get_backend_name() == "sqlite":
+            upgrade_database(engine, settings.ipam_driver)
+            say(f"Created database {engine.url.database} (IPAM backend {settings.ipam_driver!r}).")
+        require_current(engine)
     finally:
         engine.dispose()
     # Workers are separate processes: they read the same settings from the same file and variables.
-    config = ctx.find_root().obj.get("config")
+    config = (ctx.find_root().obj or {}).get("config")
     if config:
         os.environ["PIPAM_CONFIG"] = os.path.abspath(config)
     for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
         if value is not None:
             os.environ[f"PIPAM_{name}"] = str(value)
     settings = settings_of(ctx)
+    if settings.workers < 1:
+        fail("workers must be at least 1", code=2)
     uvicorn.run(
         "pipam.api.app:create_app_from_env",
         factory=True,
@@ -51,5 +52,6 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings.log_level),
         access_log=False,
     )

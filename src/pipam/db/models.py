@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -46,6 +47,11 @@ class Network(StandardAttrs, Base):
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
     mtu: Mapped[int] = mapped_column(Integer, default=1500)
+
+    # The ids of its subnets (what a network shows), without loading the subnets themselves.
+    subnet_ids: Mapped[list[SubnetId]] = relationship(
+        viewonly=True, lazy="selectin", order_by="SubnetId.id", primaryjoin="Network.id == foreign(SubnetId.network_id)"
+    )
 
 
 class SubnetPool(StandardAttrs, Base):
@@ -89,6 +95,13 @@ class Subnet(StandardAttrs, Base):
     allocation_pools: Mapped[list[IPAllocationPool]] = relationship(
         cascade="all, delete-orphan", order_by="IPAllocationPool.first_key", lazy="selectin"
     )
+
+
+class SubnetId(Base):
+    """A second, read-only mapping of ``subnets``: just the id and the network."""
+
+    __table__ = Subnet.__table__
+    __mapper_args__ = {"include_properties": ["id", "network_id"]}
 
 
 class IPAllocationPool(Base):
@@ -148,19 +161,42 @@ class IPAvailabilityRange(Base):
 
 
 class IpamState(Base):
-    """One row: the backend that is active, and the migration fence."""
+    """One row: the backend that is active, the backend a migration is filling, and the fence.
+
+    ``pipam.ipam.state`` is the only code that reads or writes it (and the gate below).
+    """
 
     __tablename__ = "ipam_state"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     active_backend: Mapped[str] = mapped_column(String(64))
+    # While a migration copies into another backend, address changes are journalled for it.
+    shadow_backend: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fence_migration_id: Mapped[str | None] = mapped_column(ID, nullable=True)
     fence_reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class IpamGate(Base):
+    """Slots every address change writes one of, each carrying a copy of the IPAM state.
+
+    A change writes a random slot and reads the state from it in the same statement; a state change
+    (fence, switch, journal on/off) writes every slot. So the two always conflict, on one database
+    server (row locks: the state change waits for changes in flight) and on a multi-master cluster
+    (write-set certification), while concurrent changes rarely touch the same slot.
+    """
+
+    __tablename__ = "ipam_gate"
+
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    touches: Mapped[int] = mapped_column(BigInteger, default=0)
+    active_backend: Mapped[str] = mapped_column(String(64))
+    shadow_backend: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fence_migration_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+
+
 class IpamMigration(Base):
-    """One operator-run migration: its progress checkpoint and its outcome."""
+    """One operator-run migration: its owner's lease, progress checkpoint and outcome."""
 
     __tablename__ = "ipam_migrations"
 
@@ -178,6 +214,20 @@ class IpamMigration(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The process running it ("host:pid:nonce") and when it last renewed its lease (database clock).
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class IpamChange(Base):
+    """An address change made while a migration copies: replayed into the target before the switch."""
+
+    __tablename__ = "ipam_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    subnet_id: Mapped[str] = mapped_column(ID, index=True)
+    # None: the subnet itself changed (created, pools updated, deleted).
+    ip_address: Mapped[str | None] = mapped_column(IP, nullable=True)
 
 
 class SubnetPoolFreeBlock(Base):

@@ -76,6 +76,10 @@ class RangeStore:
             return None
         return _Range(row.id, row.pool_id, int(row.first_key, 16), int(row.last_key, 16))
 
+    def is_free(self, session: Session, owner_id: str, value: int) -> bool:
+        rng = self._row(session, self._containing, owner=owner_id, key=to_key(value))
+        return rng is not None and rng.last >= value
+
     def ranges(self, session: Session, owner_id: str) -> list[tuple[int, int]]:
         rows = session.execute(
             select(self.c.first_key, self.c.last_key).where(self.owner == owner_id).order_by(self.c.first_key)

@@ -1,18 +1,38 @@
-"""The contract between the service and an IPAM backend.
+"""The contract between Pipam and an IPAM backend (a *driver*).
 
-A *driver* (the pool object) creates, updates and removes subnets and can list everything it holds;
-a *subnet* object hands out and takes back addresses. Drivers are instantiated per transaction with a
-:class:`DriverContext`; database drivers work inside ``context.session``, a driver that talks to an
-outside system registers an undo with ``context.on_rollback``.
+A driver object (Neutron's "pool") creates, updates and removes subnets and can list everything it
+holds; a subnet object hands out and takes back addresses. Drivers are instantiated per transaction
+with a :class:`DriverContext`.
+
+Rules a driver may rely on (the allocation engine, ``pipam.service.allocation``, keeps them):
+
+- Every call runs inside one database transaction of the request (``context.session``). A database
+  driver writes through that session, so its changes commit or roll back with the request. A driver
+  that changes an outside system registers an undo with ``context.on_rollback`` for every change;
+  Pipam calls the undos, newest first, when the transaction does not commit.
+- ``allocate_subnet``/``update_subnet`` are called after the core ``subnets`` and ``ipallocationpools``
+  rows of the subnet are written in the same transaction; ``remove_subnet`` after every address of
+  the subnet has been deallocated, before the core subnet row is deleted.
+- ``IpamSubnet.allocate`` is called before the core ``ipallocations`` row exists; the engine inserts
+  it after the call returns (the core table's primary key is the last guard against a duplicate).
+  ``IpamSubnet.deallocate`` is called only after the engine deleted the core row, and only by the
+  transaction that deleted it, so a driver never gives an address back twice.
+- A request names its addresses first: specific and automatic (EUI-64) requests of one port are
+  allocated before "any address" requests, so a random choice never takes an address the same
+  request names.
+- The migration calls ``import_subnet`` and ``IpamSubnet.reconcile`` on an inactive backend while
+  another one serves requests; they must be idempotent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import netaddr
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from pipam.ipam.addr import IPAddress, IPNetwork
@@ -93,11 +113,15 @@ class SubnetState:
 @dataclass
 class DriverContext:
     session: Session
+    # The driver's own settings (an instance of its ``settings_model``), or None when it has none.
     settings: Any = None
-    rollback_hooks: list[Callable[[], None]] = field(default_factory=list)
+    undo: Callable[[Callable[[], None]], None] | None = None
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
-        self.rollback_hooks.append(undo)
+        """Run ``undo`` if the surrounding transaction does not commit."""
+        if self.undo is None:
+            raise RuntimeError("this driver context has no transaction to undo with")
+        self.undo(undo)
 
 
 # --- the protocols ----------------------------------------------------------------------------
@@ -108,10 +132,17 @@ class IpamSubnet(Protocol):
     subnet_id: str
 
     def allocate(self, request: AddressRequest) -> list[str]:
-        """Hand out addresses; raises IpAddressAlreadyAllocated / IpAddressGenerationFailure."""
+        """Hand out addresses; raises IpAddressAlreadyAllocated / IpAddressGenerationFailure /
+        InvalidIpForSubnet."""
         ...
 
-    def deallocate(self, address: str) -> None: ...
+    def deallocate(self, address: str) -> None:
+        """Take an address back; an address the backend does not hold is ignored."""
+        ...
+
+    def reconcile(self, address: str, allocated: bool) -> None:
+        """Make ``address`` allocated or free, whatever it is now (the migration's catch-up)."""
+        ...
 
 
 @runtime_checkable
@@ -119,8 +150,13 @@ class IpamDriver(Protocol):
     name: ClassVar[str]
     deprecated: ClassVar[bool]
     # A shared driver (an outside IPAM used by other systems too) may hold addresses Pipam did not
-    # allocate: the migration reports them as conflicts or foreign instead of replacing them.
+    # allocate: the migration reports them as conflicts or foreign instead of replacing them, and
+    # never purges it.
     shared: ClassVar[bool]
+    # Settings of its own, read from the ``[drivers.<name>]`` table (or PIPAM_DRIVERS__<NAME>__<KEY>).
+    settings_model: ClassVar[type[BaseModel] | None]
+    # A folder of Alembic revisions for the driver's own tables (one branch labelled with its name).
+    schema: ClassVar[Path | None]
 
     def __init__(self, context: DriverContext) -> None: ...
 

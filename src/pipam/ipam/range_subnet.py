@@ -12,13 +12,13 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from pipam.ipam.addr import IPNetwork, eui64_address, host_bounds
-from pipam.ipam.errors import (
+from pipam.errors import (
     InvalidIpForSubnet,
     IpAddressAlreadyAllocated,
     IpAddressGenerationFailure,
-    UnsupportedRequest,
+    IpamUnsupportedRequest,
 )
+from pipam.ipam.addr import IPNetwork, eui64_address, host_bounds
 from pipam.ipam.free_ranges import PoolBounds, RangeStore
 from pipam.ipam.interface import (
     AddressRequest,
@@ -75,7 +75,7 @@ class RangeSubnet:
             return [self._allocate_any(lowest=isinstance(request, PreferNextAddressRequest))]
         if isinstance(request, BulkAddressRequest):
             return [self._allocate_any(lowest=False) for _ in range(request.count)]
-        raise UnsupportedRequest(f"unsupported address request {request!r}")
+        raise IpamUnsupportedRequest(f"unsupported address request {request!r}")
 
     def _allocate_any(self, lowest: bool) -> str:
         if not self.pools:
@@ -108,4 +108,18 @@ class RangeSubnet:
             return  # not held: releasing twice is harmless
         pool = self._pool_of(value)
         if pool is not None:
+            self.ranges.give_back(self.session, self.owner_id, pool.pool_id, value)
+
+    def reconcile(self, address: str, allocated: bool) -> None:
+        value = int(ipaddress.ip_address(address))
+        pool = self._pool_of(value)
+        free = pool is not None and self.ranges.is_free(self.session, self.owner_id, value)
+        if allocated:
+            if free:
+                self.ranges.take_specific(self.session, self.owner_id, value)
+            if not self.ledger.holds(self.session, address):
+                self.ledger.record(self.session, [address])
+            return
+        self.ledger.forget(self.session, address)
+        if pool is not None and not free:
             self.ranges.give_back(self.session, self.owner_id, pool.pool_id, value)

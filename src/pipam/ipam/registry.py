@@ -1,14 +1,20 @@
-"""Find IPAM drivers by name in the ``pipam.ipam_drivers`` entry-point group."""
+"""Find IPAM drivers by name in the ``pipam.ipam_drivers`` entry-point group; their settings and schema."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
 
-from pipam.ipam.errors import DriverNotFound
+from pydantic import ValidationError
+
+from pipam.errors import IpamDriverNotFound
 from pipam.ipam.interface import IpamDriver
 
 GROUP = "pipam.ipam_drivers"
+log = logging.getLogger("pipam.ipam")
 
 
 def available_drivers() -> list[str]:
@@ -19,11 +25,40 @@ def available_drivers() -> list[str]:
 def load_driver(name: str) -> type[IpamDriver]:
     matches = [ep for ep in entry_points(group=GROUP) if ep.name == name]
     if not matches:
-        raise DriverNotFound(
-            f"IPAM driver {name!r} is not installed; available: {', '.join(available_drivers()) or 'none'}"
+        raise IpamDriverNotFound(
+            f"IPAM driver {name!r} is not installed; installed: {', '.join(available_drivers()) or 'none'}"
         )
     try:
-        cls = matches[0].load()
+        return matches[0].load()  # type: ignore[no-any-return]
     except Exception as exc:
-        raise DriverNotFound(f"IPAM driver {name!r} failed to load: {exc}") from exc
-    return cls
+        raise IpamDriverNotFound(f"IPAM driver {name!r} failed to load: {exc}") from exc
+
+
+def driver_settings(cls: type[IpamDriver], tables: dict[str, dict[str, Any]]) -> Any:
+    """The driver's own settings from its ``[drivers.<name>]`` table, validated by its settings model."""
+    model = getattr(cls, "settings_model", None)
+    table = tables.get(cls.name, {})
+    if model is None:
+        if table:
+            raise IpamDriverNotFound(f"IPAM driver {cls.name!r} takes no settings, but [drivers.{cls.name}] sets some")
+        return None
+    try:
+        return model.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise IpamDriverNotFound(f"invalid setting drivers.{cls.name}.{where}: {first['msg']}") from None
+
+
+def schema_locations() -> list[Path]:
+    """The Alembic revision folders of every installed driver that ships tables of its own."""
+    found = []
+    for name in available_drivers():
+        try:
+            location = getattr(load_driver(name), "schema", None)
+        except IpamDriverNotFound as exc:
+            log.warning("%s; its tables (if any) are not upgraded", exc.message)
+            continue
+        if location is not None:
+            found.append(Path(location))
+    return found

@@ -76,7 +76,17 @@ def describe(ipset: netaddr.IPSet, limit: int = 20) -> str:
     return f"{ipset.size} address(es): {', '.join(shown)}{more}"
 
 
-def compare_subnet(result: Comparison, core: SubnetState | None, backend: SubnetState | None) -> None:
+def compare_subnet(
+    result: Comparison,
+    core: SubnetState | None,
+    backend: SubnetState | None,
+    pending: netaddr.IPSet | None = None,
+) -> None:
+    """Record the differences of one subnet. ``pending``: addresses changed since the backend last
+    caught up (a migration's journal), compared later, under the fence."""
+    if pending:
+        core = _without(core, pending)
+        backend = _without(backend, pending)
     if core is not None:
         result.account("core", core)
     if backend is not None:
@@ -114,3 +124,9 @@ def compare_subnet(result: Comparison, core: SubnetState | None, backend: Subnet
                 core.subnet_id, "extra_allocations", f"held by backend but not allocated in core: {describe(extra)}"
             )
         )
+
+
+def _without(state: SubnetState | None, addresses: netaddr.IPSet) -> SubnetState | None:
+    if state is None:
+        return None
+    return SubnetState(state.subnet_id, state.cidr, state.pools, state.allocations - addresses)

@@ -34,6 +34,17 @@ def core_batches(session: Session, batch_size: int, after: str | None = None) ->
         after = rows[-1][0]
 
 
+def load_subnets(session: Session, subnet_ids: list[str]) -> list[CoreSubnet]:
+    """The named subnets that the core still has."""
+    rows: list[tuple[str, str]] = []
+    for start in range(0, len(subnet_ids), 500):
+        chunk = subnet_ids[start : start + 500]
+        rows += [
+            (sid, cidr) for sid, cidr in session.execute(select(Subnet.id, Subnet.cidr).where(Subnet.id.in_(chunk)))
+        ]
+    return load_core(session, rows) if rows else []
+
+
 def load_core(session: Session, rows: list[tuple[str, str]]) -> list[CoreSubnet]:
     ids = [sid for sid, _ in rows]
     pools: dict[str, list[tuple[str, str]]] = defaultdict(list)

@@ -17,8 +17,13 @@ from typing import ClassVar
 
 import netaddr
 
+from pipam.errors import (
+    InvalidIpForSubnet,
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    IpamSubnetNotFound,
+)
 from pipam.ipam.addr import eui64_address, host_bounds
-from pipam.ipam.errors import IpAddressAlreadyAllocated, IpAddressGenerationFailure, IpamSubnetNotFound
 from pipam.ipam.interface import (
     AnyAddressRequest,
     AutomaticAddressRequest,
@@ -56,6 +61,15 @@ class ExternalSubnet:
         )
         return True
 
+    def _lowest(self) -> str:
+        held = {r[0] for r in self.driver.db.execute("SELECT ip FROM allocs WHERE subnet_id=?", (self.subnet_id,))}
+        for a, b in self.pools:
+            for value in range(a, b + 1):
+                ip = str(ipaddress.ip_address(value) if self.network.version == 6 else ipaddress.IPv4Address(value))
+                if ip not in held and self._take(ip):
+                    return ip
+        raise IpAddressGenerationFailure(self.subnet_id)
+
     def _any(self) -> str:
         size = sum(b - a + 1 for a, b in self.pools)
         for _ in range(200):  # random probing: fine for a test double
@@ -84,14 +98,24 @@ class ExternalSubnet:
             )
             ip = str(addr)
             lo, hi = host_bounds(self.network)
-            if not lo <= int(addr) <= hi or not self._take(ip):
+            if not lo <= int(addr) <= hi:
+                raise InvalidIpForSubnet(ip)
+            if not self._take(ip):
                 raise IpAddressAlreadyAllocated(ip, self.subnet_id)
             return [ip]
-        if isinstance(request, AnyAddressRequest | PreferNextAddressRequest):
+        if isinstance(request, PreferNextAddressRequest):
+            return [self._lowest()]
+        if isinstance(request, AnyAddressRequest):
             return [self._any()]
         if isinstance(request, BulkAddressRequest):
             return [self._any() for _ in range(request.count)]
         raise TypeError(request)
+
+    def reconcile(self, address: str, allocated: bool) -> None:
+        if allocated:
+            self._take(address)
+        else:
+            self.deallocate(address)
 
     def deallocate(self, address: str) -> None:
         cur = self.driver.db.execute(
@@ -109,6 +133,8 @@ class ExternalIpam:
     name: ClassVar[str] = "extipam"
     deprecated: ClassVar[bool] = False
     shared: ClassVar[bool] = True
+    settings_model: ClassVar[None] = None
+    schema: ClassVar[None] = None
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
@@ -159,14 +185,16 @@ class ExternalIpam:
 
     def import_subnet(self, state: SubnetState, core_allocations: list[str]) -> None:
         self._put_subnet(state.subnet_id, state.cidr, [list(p) for p in state.pools])
-        for ip in core_allocations:
-            cur = self.db.execute("INSERT OR IGNORE INTO allocs VALUES (?, ?, 'pipam')", (state.subnet_id, ip))
-            if cur.rowcount == 1:
-                self.context.on_rollback(
-                    lambda ip=ip: self.db.execute(
-                        "DELETE FROM allocs WHERE subnet_id=? AND ip=?", (state.subnet_id, ip)
-                    )
-                )
+        wanted = set(core_allocations)
+        mine = {
+            r[0]
+            for r in self.db.execute("SELECT ip FROM allocs WHERE subnet_id=? AND owner='pipam'", (state.subnet_id,))
+        }
+        handle = ExternalSubnet(self, state.subnet_id, state.cidr, [list(p) for p in state.pools])
+        for ip in mine - wanted:  # what Pipam held here before and no longer does (others' stay)
+            handle.deallocate(ip)
+        for ip in wanted - mine:
+            handle._take(ip)
 
     def counts(self) -> dict[str, int]:
         return {

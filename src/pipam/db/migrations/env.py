@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from alembic import context
 
-import pipam.ipam.drivers.internal.models  # noqa: F401  (registers the driver's tables)
 from pipam.db.base import Base
 from pipam.db.engine import make_engine
 

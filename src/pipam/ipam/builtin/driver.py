@@ -13,8 +13,8 @@ from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from pipam.db.models import IPAllocation, IPAllocationPool, IPAvailabilityRange, Subnet
+from pipam.errors import IpamSubnetNotFound
 from pipam.ipam.addr import from_key
-from pipam.ipam.errors import IpamSubnetNotFound
 from pipam.ipam.free_ranges import PoolBounds, RangeStore, subtract
 from pipam.ipam.interface import DriverContext, SpecificSubnetRequest, SubnetState
 from pipam.ipam.range_subnet import RangeSubnet
@@ -36,7 +36,9 @@ class CoreLedger:
         return None  # the service inserts the core row; its primary key is the backstop
 
     def forget(self, session: Session, address: str) -> bool:
-        return True  # the service deleted the core row and only calls us when it did
+        # The engine deleted the core row and calls us only when it did (an ordering rule of the
+        # driver interface); the migration's reconcile calls us for addresses the core no longer holds.
+        return True
 
 
 def core_pools(session: Session, subnet_id: str) -> list[PoolBounds]:
@@ -64,6 +66,8 @@ class BuiltinDriver:
     name: ClassVar[str] = "builtin"
     deprecated: ClassVar[bool] = True
     shared: ClassVar[bool] = False
+    settings_model: ClassVar[None] = None
+    schema: ClassVar[None] = None  # its free ranges are a core table
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import ClassVar
 
 import netaddr
@@ -10,6 +11,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from pipam.db.base import new_id
+from pipam.errors import IpamSubnetNotFound
 from pipam.ipam.addr import to_key
 from pipam.ipam.drivers.internal.models import (
     IpamAllocation,
@@ -17,7 +19,6 @@ from pipam.ipam.drivers.internal.models import (
     IpamAvailabilityRange,
     IpamSubnet,
 )
-from pipam.ipam.errors import IpamSubnetNotFound
 from pipam.ipam.free_ranges import PoolBounds, RangeStore
 from pipam.ipam.interface import DriverContext, SpecificSubnetRequest, SubnetState
 from pipam.ipam.range_subnet import RangeSubnet
@@ -62,6 +63,8 @@ class InternalDriver:
     name: ClassVar[str] = "internal"
     deprecated: ClassVar[bool] = False
     shared: ClassVar[bool] = False
+    settings_model: ClassVar[None] = None
+    schema: ClassVar[Path] = Path(__file__).parent / "migrations"
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context

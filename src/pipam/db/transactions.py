@@ -1,0 +1,105 @@
+"""The one way Pipam runs a transaction: retried on deadlocks and lost races, a lost database reported
+as such, and the undo hooks of effects outside the database run whenever a transaction fails.
+
+Requests, the migration, the CLI and schema set-up all go through :class:`Runner`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from pipam.db.engine import is_connection_lost, is_retryable, make_sessionmaker
+from pipam.errors import Conflict, DatabaseUnavailable, RetryTransaction, TooMuchContention
+
+log = logging.getLogger("pipam.db")
+T = TypeVar("T")
+
+
+class Transaction:
+    """A session inside one transaction, and the undos of what the transaction did outside the database."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._undos: list[Callable[[], None]] = []
+
+    def on_rollback(self, undo: Callable[[], None]) -> None:
+        self._undos.append(undo)
+
+    def undo(self) -> None:
+        """Run the undos newest first; one failing must not hide the error that caused the rollback."""
+        undos, self._undos = self._undos, []
+        for undo in reversed(undos):
+            try:
+                undo()
+            except Exception:
+                log.exception("undo of an outside effect failed; 'pipam ipam verify' will list what it left")
+
+
+class Runner:
+    """Runs functions in transactions on one engine."""
+
+    def __init__(self, engine: Engine, retries: int = 10) -> None:
+        self.engine = engine
+        self.attempts = max(1, retries)
+        self._write = make_sessionmaker(engine)
+        self._read = make_sessionmaker(engine.execution_options(sqlite_immediate=False))
+        self.retries = 0  # transactions rerun after a deadlock or a lost race (benchmarks report it)
+        # SQLite has one writer at a time: threads of one process queue here instead of poll-sleeping in
+        # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock decides.
+        self._sqlite_writes = threading.Lock() if engine.url.get_backend_name() == "sqlite" else None
+
+    def session(self, write: bool = True) -> Session:
+        return (self._write if write else self._read)()
+
+    def run(
+        self,
+        fn: Callable[[Transaction], T],
+        *,
+        write: bool = True,
+        snapshot: bool = False,
+        retry: bool = True,
+    ) -> T:
+        """Run ``fn`` in one transaction; rerun it from scratch after a deadlock or a lost race.
+
+        ``snapshot``: one consistent view for the whole transaction (REPEATABLE READ), for readers
+        that compare many tables while servers keep writing.
+        """
+        attempts = self.attempts if retry else 1
+        for attempt in range(1, attempts + 1):
+            tx = Transaction(self.session(write))
+            queue = self._sqlite_writes if write and self._sqlite_writes is not None else contextlib.nullcontext()
+            try:
+                with queue, tx.session.begin():
+                    if snapshot and self.engine.url.get_backend_name() != "sqlite":
+                        tx.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                    result = fn(tx)
+                return result
+            except (RetryTransaction, DBAPIError) as exc:
+                tx.undo()
+                if isinstance(exc, DBAPIError) and is_connection_lost(exc):
+                    raise DatabaseUnavailable() from exc
+                if isinstance(exc, DBAPIError) and not is_retryable(exc):
+                    raise
+                if attempt == attempts:
+                    if isinstance(exc, IntegrityError):
+                        raise Conflict(f"Conflicting concurrent change; retried {attempts} times") from exc
+                    raise TooMuchContention(f"Too much contention; retried {attempts} times") from exc
+                self.retries += 1
+                log.debug("retrying transaction (attempt %d): %s", attempt, exc)
+                time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 7)))
+            except BaseException:
+                tx.undo()
+                raise
+            finally:
+                tx.session.close()
+        raise AssertionError("unreachable")

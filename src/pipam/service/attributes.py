@@ -1,0 +1,523 @@
+"""Resource definitions: one attribute map per resource, from which everything else is derived.
+
+Like Neutron's attribute maps, each attribute says whether a client may set it on create or update,
+its default, how its value is validated and converted, whether lists can filter or sort by it, and
+how it appears on the wire. The service validates requests with it (``Resource.create_request`` /
+``update_request``), listing derives its filters and sort keys from it, the API renders bodies and
+documents the OpenAPI schema from it. Adding an attribute is one line here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import netaddr
+
+from pipam.errors import HTTPBadRequest, InvalidInput, NotFound, PolicyNotAuthorized
+
+MISSING: Any = object()
+
+
+class Invalid(ValueError):
+    """A value failed validation: "Invalid input for X. Reason: ..." (HTTPBadRequest, as in Neutron)."""
+
+
+class Unconvertible(Invalid):
+    """A value could not be converted (to a boolean, an integer): Neutron's InvalidInput."""
+
+
+# --- kinds: how one value is checked, converted, filtered on and shown --------------------------
+
+
+class Kind:
+    """The type of an attribute. Subclasses convert a JSON value (``parse``) and a query-string value
+    (``parse_filter``) into the domain value, show a domain value on the wire (``wire``) and describe
+    the JSON value for OpenAPI (``schema``)."""
+
+    nullable: bool = False
+
+    def parse(self, value: Any) -> Any:
+        if value is None:
+            if self.nullable:
+                return None
+            raise Invalid("None is not a valid value")
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        return value
+
+    def parse_filter(self, text: str) -> Any:
+        return self.parse(text)
+
+    def wire(self, value: Any) -> Any:
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {}
+
+    def schema(self) -> dict[str, Any]:
+        base = self.json_schema()
+        return {"anyOf": [base, {"type": "null"}]} if self.nullable else base
+
+
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise Invalid("NUL characters are not allowed")
+    return text
+
+
+@dataclass
+class Str(Kind):
+    max_len: int = 255
+    nullable: bool = False
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise Invalid(f"'{value}' is not a valid string")
+        if len(value) > self.max_len:
+            raise Invalid(f"'{value[:32]}...' exceeds maximum length of {self.max_len}")
+        return _no_nul(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "maxLength": self.max_len}
+
+
+@dataclass
+class Bool(Kind):
+    def check(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        raise Unconvertible(f"'{value}' cannot be converted to boolean")
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+
+@dataclass
+class Int(Kind):
+    low: int | None = None
+    high: int | None = None
+    nullable: bool = False
+    as_string: bool = False  # Neutron shows some integers as strings (subnet pools' prefix lengths)
+    choices: tuple[int, ...] = ()
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool):
+            raise Unconvertible(f"'{value}' is not an integer")
+        if isinstance(value, str):  # the openstack CLI sends numbers as strings
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise Unconvertible(f"'{value}' is not an integer") from None
+        if not isinstance(value, int):
+            raise Unconvertible(f"'{value}' is not an integer")
+        if self.choices and value not in self.choices:
+            raise Invalid(f"'{value}' is not in {list(self.choices)}")
+        if self.low is not None and value < self.low:
+            raise Invalid(f"'{value}' is too small - must be at least '{self.low}'")
+        if self.high is not None and value > self.high:
+            raise Invalid(f"'{value}' is too large - must be no larger than '{self.high}'")
+        return value
+
+    def wire(self, value: Any) -> Any:
+        return str(value) if self.as_string and value is not None else value
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "integer"}
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.low is not None:
+            schema["minimum"] = self.low
+        if self.high is not None:
+            schema["maximum"] = self.high
+        return {"anyOf": [schema, {"type": "string", "pattern": r"^\s*-?\d+\s*$"}]}
+
+
+@dataclass
+class Uuid(Kind):
+    """A reference to another resource by id."""
+
+    nullable: bool = False
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise Invalid(f"'{value}' is not a valid UUID")
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise Invalid(f"'{value[:64]}' is not a valid UUID") from None
+        return value.lower()
+
+    def parse_filter(self, text: str) -> str:
+        return _no_nul(text)  # filtering by an id that cannot exist finds nothing, as in Neutron
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "uuid"}
+
+
+@dataclass
+class OneOf(Kind):
+    values: tuple[str, ...] = ()
+    nullable: bool = False
+
+    def check(self, value: Any) -> str:
+        if value not in self.values:
+            raise Invalid(f"'{value}' is not in {list(self.values)}")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.values)}
+
+
+def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address exactly as written: no surrounding whitespace, as Neutron's validator requires."""
+    if not isinstance(value, str) or value != value.strip():
+        raise Invalid(f"'{value}' is not a valid IP address")
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        raise Invalid(f"'{value}' is not a valid IP address") from None
+
+
+def parse_cidr(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR; host bits are dropped (``10.0.0.5/24`` is ``10.0.0.0/24``), as Neutron does."""
+    if not isinstance(value, str) or "/" not in value or value != value.strip():
+        raise Invalid(f"'{value}' is not a valid IP subnet")
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise Invalid(f"'{value}' is not a valid IP subnet") from None
+
+
+@dataclass
+class Ip(Kind):
+    nullable: bool = False
+
+    def check(self, value: Any) -> Any:
+        return parse_ip(value)
+
+    def parse_filter(self, text: str) -> str:
+        return _no_nul(text)
+
+    def wire(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "description": "an IPv4 or IPv6 address"}
+
+
+@dataclass
+class Cidr(Kind):
+    nullable: bool = False
+    # A subnet's cidr is converted to its canonical form before it is validated (Neutron: a value
+    # that cannot be is InvalidInput, "... is not in a CIDR format").
+    canonical: bool = False
+
+    def check(self, value: Any) -> Any:
+        try:
+            return parse_cidr(value)
+        except Invalid:
+            if self.canonical:
+                raise Unconvertible(f"{value} is not in a CIDR format") from None
+            raise
+
+    def parse_filter(self, text: str) -> str:
+        return _no_nul(text)
+
+    def wire(self, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "description": "a CIDR, e.g. 10.0.0.0/24"}
+
+
+@dataclass
+class Mac(Kind):
+    nullable: bool = False
+
+    def check(self, value: Any) -> str:
+        if not isinstance(value, str) or value != value.strip():
+            raise Invalid(f"'{value}' is not a valid MAC address")
+        try:
+            eui = netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)
+        except (netaddr.AddrFormatError, TypeError, ValueError):
+            raise Invalid(f"'{value}' is not a valid MAC address") from None
+        if eui.words[0] & 1:
+            raise Invalid(f"'{value}' is a multicast MAC address")
+        return str(eui)
+
+    def parse_filter(self, text: str) -> str:
+        return _no_nul(text.lower())
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "description": "a MAC address, e.g. fa:16:3e:00:00:01"}
+
+
+@dataclass
+class ListOf(Kind):
+    item: Kind = field(default_factory=Kind)
+    max_items: int = 1000
+    unique: bool = False
+
+    def check(self, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise Invalid(f"'{value}' is not a list")
+        if len(value) > self.max_items:
+            raise Invalid(f"a list of at most {self.max_items} items is allowed, not {len(value)}")
+        items = [self.item.parse(v) for v in value]
+        if self.unique and len(set(map(str, items))) != len(items):
+            raise Invalid(f"duplicate items in the list: '{value}'")
+        return items
+
+    def wire(self, value: Any) -> Any:
+        return [self.item.wire(v) for v in value or []]
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.item.schema(), "maxItems": self.max_items}
+
+
+@dataclass
+class Record(Kind):
+    """A JSON object of fixed keys, e.g. an allocation pool ``{start, end}``."""
+
+    keys: dict[str, Kind] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise Invalid(f"'{value}' is not a dictionary")
+        unknown = sorted(set(value) - set(self.keys))
+        if unknown:
+            raise Invalid(f"unexpected keys supplied: {', '.join(unknown)}")
+        missing = [k for k in self.required if k not in value]
+        if missing:
+            raise Invalid(f"validation of dictionary's keys failed; expected keys: {sorted(self.keys)}")
+        return {k: self.keys[k].parse(v) for k, v in value.items()}
+
+    def wire(self, value: Any) -> Any:
+        return {k: self.keys[k].wire(v) if k in self.keys else v for k, v in value.items()}
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {k: kind.schema() for k, kind in self.keys.items()},
+            "required": list(self.required),
+            "additionalProperties": False,
+        }
+
+
+TAG_MAX_LEN = 60
+TAGS_PER_RESOURCE = 50
+
+
+@dataclass
+class Tags(Kind):
+    def check(self, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise Invalid(f"'{value}' is not a list")
+        if len(value) > TAGS_PER_RESOURCE:
+            raise Invalid(f"a resource may hold at most {TAGS_PER_RESOURCE} tags")
+        for tag in value:
+            check_tag(tag)
+        return sorted(set(value))
+
+    def wire(self, value: Any) -> Any:
+        return list(value or [])
+
+    def json_schema(self) -> dict[str, Any]:
+        item = {"type": "string", "minLength": 1, "maxLength": TAG_MAX_LEN}
+        return {"type": "array", "items": item, "maxItems": TAGS_PER_RESOURCE}
+
+
+def check_tag(tag: Any) -> str:
+    if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX_LEN or "," in tag or "/" in tag:
+        raise Invalid(f"'{tag}' is not a valid tag: 1 to {TAG_MAX_LEN} characters, without ',' or '/'")
+    return _no_nul(tag)
+
+
+@dataclass
+class Timestamp(Kind):
+    def wire(self, value: Any) -> Any:
+        return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def parse_filter(self, text: str) -> datetime:
+        try:
+            return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise Invalid(f"'{text}' is not a timestamp of the form 2026-01-31T12:00:00Z") from None
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time"}
+
+
+# --- attributes and resources -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute of a resource, as Neutron's attribute maps describe them."""
+
+    name: str  # on the wire (may contain ':', e.g. router:external)
+    kind: Kind
+    post: bool = False  # a client may set it on create
+    put: bool = False  # a client may change it
+    required: bool = False
+    default: Any = MISSING  # filled in on create when absent (MISSING: the service decides)
+    visible: bool = True
+    filter: bool = False  # lists may filter by it (column: ``field``)
+    sort: bool = False  # lists may sort by it
+    admin_only: bool = False  # only an admin may set it (Neutron's policy on the attribute)
+    alias_of: str | None = None  # another name for the same attribute (tenant_id for project_id)
+    read: Callable[[Any], Any] | None = None  # how to read it from the domain object (default: getattr)
+    column: str | None = None  # the model's column for filters and sorts, when not ``field``
+
+    @property
+    def field(self) -> str:
+        """The domain object's attribute (and, by default, the column of filters and sorts)."""
+        return (self.alias_of or self.name).replace(":", "_")
+
+    @property
+    def column_name(self) -> str:
+        return self.column or self.field
+
+    def value_of(self, obj: Any) -> Any:
+        return self.read(obj) if self.read is not None else getattr(obj, self.field)
+
+
+class Request(Mapping[str, Any]):
+    """A validated create or update request: converted values of the attributes the client sent
+    (and, on create, defaults of those it did not), keyed by domain field name."""
+
+    def __init__(self, values: dict[str, Any], sent: Iterable[str]) -> None:
+        self._values = values
+        self.sent = frozenset(sent)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Request({self._values!r})"
+
+
+@dataclass
+class Resource:
+    singular: str
+    plural: str
+    model: type  # the core table's mapped class
+    not_found: type[NotFound]
+    attributes: tuple[Attr, ...]
+    # lists: filters that are not plain columns (e.g. a port's fixed_ips=ip_address=...), name -> builder
+    extra_filters: dict[str, Callable[[list[str]], Any]] = field(default_factory=dict)
+    # visibility: a project sees its own rows and, where this names a column, rows where it is true
+    shared_column: str | None = None
+    by_name: dict[str, Attr] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name = {a.name: a for a in self.attributes}
+
+    @property
+    def kind(self) -> str:
+        return self.not_found.__name__.removesuffix("NotFound")
+
+    def missing(self, item_id: str) -> NotFound:
+        return self.not_found(f"{self.kind} {item_id} could not be found.")
+
+    def visible(self) -> list[Attr]:
+        return [a for a in self.attributes if a.visible]
+
+    def filters(self) -> dict[str, Attr]:
+        return {a.name: a for a in self.attributes if a.filter}
+
+    def sort_keys(self) -> dict[str, Attr]:
+        return {a.name: a for a in self.attributes if a.sort}
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def create_request(self, body: Mapping[str, Any], *, admin: bool = True) -> Request:
+        self._unknown(body)
+        for name in body:
+            if not self.by_name[name].post:
+                raise HTTPBadRequest(f"Attribute '{name}' not allowed in POST")
+        values = self._convert(body, admin, "create")
+        for attr in self.attributes:
+            if attr.alias_of is not None or not attr.post or attr.field in values:
+                continue
+            if attr.required:
+                raise HTTPBadRequest(f"Failed to parse request. Required attribute '{attr.name}' not specified")
+            if attr.default is not MISSING:
+                values[attr.field] = attr.default
+        return Request(values, (self.by_name[n].field for n in body))
+
+    def update_request(self, body: Mapping[str, Any], *, admin: bool = True) -> Request:
+        self._unknown(body)
+        for name in body:
+            if not self.by_name[name].put:
+                raise HTTPBadRequest(f"Cannot update read-only attribute {name}")
+        values = self._convert(body, admin, "update")
+        return Request(values, values)
+
+    def _unknown(self, body: Mapping[str, Any]) -> None:
+        unknown = sorted(k for k in body if k not in self.by_name)
+        if unknown:
+            raise HTTPBadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+
+    def _convert(self, body: Mapping[str, Any], admin: bool, action: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, raw in body.items():
+            attr = self.by_name[name]
+            if attr.admin_only and not admin:
+                rule = f"{action}_{self.singular}"
+                raise PolicyNotAuthorized(f"(rule:{rule} and rule:{rule}:{name}) is disallowed by policy")
+            try:
+                value = attr.kind.parse(raw)
+            except Unconvertible as exc:
+                raise InvalidInput(f"Invalid input for operation: {exc}.") from None
+            except Invalid as exc:
+                raise HTTPBadRequest(f"Invalid input for {name}. Reason: {exc}.") from None
+            if attr.field in values and values[attr.field] != value:
+                raise InvalidInput(f"Invalid input for {name}. Reason: it differs from {attr.alias_of or name}.")
+            values[attr.field] = value
+        return values
+
+    # --- documentation -------------------------------------------------------------------------
+
+    def body_schema(self, create: bool) -> dict[str, Any]:
+        allowed = [a for a in self.attributes if (a.post if create else a.put)]
+        return {
+            "type": "object",
+            "properties": {a.name: a.kind.schema() for a in allowed},
+            "required": [a.name for a in allowed if create and a.required],
+            "additionalProperties": False,
+        }
+
+
+# --- the standard attributes every resource has ---------------------------------------------
+
+
+def standard_attributes(name_filter: bool = True) -> tuple[Attr, ...]:
+    return (
+        Attr("id", Uuid(), filter=True, sort=True),
+        Attr("name", Str(255), post=True, put=True, default="", filter=name_filter, sort=True),
+        Attr("description", Str(255), post=True, put=True, default="", filter=True, sort=True),
+        Attr("project_id", Str(255), post=True, filter=True, sort=True),
+        Attr("tenant_id", Str(255), post=True, filter=True, sort=True, alias_of="project_id"),
+        Attr("tags", Tags(), post=True, put=True, default=[]),
+        Attr("revision_number", Int(), filter=True, sort=True),
+        Attr("created_at", Timestamp(), filter=True, sort=True),
+        Attr("updated_at", Timestamp(), filter=True, sort=True),
+    )

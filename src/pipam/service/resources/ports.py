@@ -1,0 +1,256 @@
+"""Ports: a MAC on a network and the addresses it holds (the core ``ipallocations`` rows)."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from pipam.db.models import IPAllocation, Port, Subnet
+from pipam.errors import (
+    GatewayIpInUse,
+    HTTPBadRequest,
+    InvalidInput,
+    InvalidIpForNetwork,
+    InvalidIpForSubnet,
+    IpAddressGenerationFailure,
+    MacAddressGenerationFailure,
+    MacAddressInUse,
+    PortNotFound,
+)
+from pipam.service.allocation import Held, Wanted, address_request, is_auto_address
+from pipam.service.attributes import (
+    Attr,
+    Bool,
+    Ip,
+    ListOf,
+    Mac,
+    Record,
+    Request,
+    Resource,
+    Str,
+    Uuid,
+    standard_attributes,
+)
+from pipam.service.common import new_standard, touch, update_standard
+from pipam.service.database import UnitOfWork
+from pipam.service.policy import ADMIN, Caller, get_visible, require_owner
+from pipam.service.resources import networks, subnets
+
+MAX_FIXED_IPS = 20
+
+
+def _fixed_ips_filter(values: list[str]) -> Any:
+    """``fixed_ips=ip_address=10.0.0.5`` / ``subnet_id=X`` / ``ip_address_substr=10.0``: ports holding one."""
+    conditions = []
+    for value in values:
+        key, _, wanted = value.partition("=")
+        if "\x00" in wanted:
+            raise InvalidInput("Invalid input for fixed_ips. Reason: NUL characters are not allowed.")
+        if key == "ip_address":
+            conditions.append(IPAllocation.ip_address == wanted)
+        elif key == "subnet_id":
+            conditions.append(IPAllocation.subnet_id == wanted)
+        elif key == "ip_address_substr":
+            conditions.append(IPAllocation.ip_address.contains(wanted, autoescape=True))
+        else:
+            raise HTTPBadRequest(
+                f"Invalid fixed_ips filter '{value}': use ip_address=, subnet_id= or ip_address_substr="
+            )
+    return Port.id.in_(select(IPAllocation.port_id).where(or_(*conditions)))
+
+
+FIXED_IP = Record({"subnet_id": Uuid(), "ip_address": Ip()})
+
+DEFINITION = Resource(
+    singular="port",
+    plural="ports",
+    model=Port,
+    not_found=PortNotFound,
+    extra_filters={"fixed_ips": _fixed_ips_filter},
+    attributes=(
+        *standard_attributes(),
+        Attr("network_id", Uuid(), post=True, required=True, filter=True, sort=True),
+        Attr("mac_address", Mac(), post=True, filter=True, sort=True),
+        Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
+        Attr("status", Str(16), filter=True, sort=True),
+        Attr("device_id", Str(255), post=True, put=True, default="", filter=True, sort=True),
+        Attr("device_owner", Str(255), post=True, put=True, default="", filter=True, sort=True),
+        Attr(
+            "fixed_ips",
+            ListOf(FIXED_IP, max_items=MAX_FIXED_IPS),
+            post=True,
+            put=True,
+            read=lambda port: [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in port.fixed_ips],
+        ),
+    ),
+)
+
+
+def get(uow: UnitOfWork, port_id: str, caller: Caller = ADMIN, *, for_update: bool = False) -> Port:
+    return get_visible(uow.session, DEFINITION, port_id, caller, for_update=for_update)
+
+
+def _is_router(device_owner: str) -> bool:
+    return device_owner.startswith("network:router")
+
+
+def _wanted(
+    uow: UnitOfWork, entries: list[dict[str, Any]], network_id: str, device_owner: str, mac: str
+) -> list[Wanted]:
+    """Each ``fixed_ips`` entry as a typed address request on one subnet of the port's network."""
+    on_network: list[Subnet] | None = None
+    wanted: list[Wanted] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        ip = entry.get("ip_address")
+        if entry.get("subnet_id") is not None:
+            subnet = subnets.on_network(uow, entry["subnet_id"], network_id)
+            if ip is not None and (ip.version != subnet.ip_version or ip not in ipaddress.ip_network(subnet.cidr)):
+                raise InvalidIpForSubnet(str(ip))
+        elif ip is not None:
+            if on_network is None:
+                on_network = list(uow.session.scalars(select(Subnet).where(Subnet.network_id == network_id)))
+            found = [s for s in on_network if s.ip_version == ip.version and ip in ipaddress.ip_network(s.cidr)]
+            if not found:
+                raise InvalidIpForNetwork(
+                    f"IP address {ip} is not a valid IP for any of the subnets on the specified network."
+                )
+            subnet = found[0]
+        else:
+            raise InvalidInput("Invalid input for fixed_ips. Reason: an entry needs subnet_id or ip_address.")
+        if ip is not None and is_auto_address(subnet) and not _is_router(device_owner):
+            raise InvalidInput(
+                f"IPv6 address {ip} cannot be directly assigned to a port on subnet {subnet.id} with "
+                f"{subnet.ipv6_address_mode} address mode."
+            )
+        if ip is not None and str(ip) == subnet.gateway_ip and not _is_router(device_owner):
+            raise GatewayIpInUse(
+                f"IP address {ip} is the gateway of subnet {subnet.id}; only a router port may hold it."
+            )
+        if ip is not None:
+            if (subnet.id, str(ip)) in seen:
+                raise InvalidInput(f"Invalid input for fixed_ips. Reason: duplicate IP address {ip}.")
+            seen.add((subnet.id, str(ip)))
+        wanted.append(Wanted(subnet, address_request(subnet, ip, mac)))
+    return wanted
+
+
+def _default_allocations(uow: UnitOfWork, port: Port) -> None:
+    """No fixed_ips given: one IPv4, one stateful IPv6 address, and every automatic (SLAAC) one."""
+    on_network = uow.session.scalars(
+        select(Subnet).where(Subnet.network_id == port.network_id).order_by(Subnet.created_at, Subnet.id)
+    ).all()
+    engine = uow.addresses
+    v4 = [s for s in on_network if s.ip_version == 4]
+    v6_stateful = [s for s in on_network if s.ip_version == 6 and not is_auto_address(s)]
+    for group in (v4, v6_stateful):
+        for i, subnet in enumerate(group):
+            try:
+                engine.allocate(
+                    port.id, port.network_id, [Wanted(subnet, address_request(subnet, None, port.mac_address))]
+                )
+                break
+            except IpAddressGenerationFailure:
+                if i == len(group) - 1:
+                    raise
+    if not _is_router(port.device_owner):
+        auto = [Wanted(s, address_request(s, None, port.mac_address)) for s in on_network if is_auto_address(s)]
+        if auto:
+            engine.allocate(port.id, port.network_id, auto)
+
+
+def _mac(uow: UnitOfWork, req: Request, network_id: str) -> str:
+    def in_use(mac: str) -> bool:
+        stmt = select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac)
+        return uow.session.scalar(stmt) is not None
+
+    if req.get("mac_address") is not None:
+        mac: str = req["mac_address"]
+        if in_use(mac):
+            raise MacAddressInUse(
+                f"Unable to complete operation for network {network_id}. The mac address {mac} is in use."
+            )
+        return mac
+    # A generated MAC that collides is simply drawn again (24 random bits collide often at scale).
+    for _ in range(16):
+        mac = "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+        if not in_use(mac):
+            return mac
+    raise MacAddressGenerationFailure(f"Unable to generate a unique mac address on network {network_id}.")
+
+
+def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
+    network = networks.get(uow, req["network_id"], caller)
+    port = Port()
+    new_standard(port, req, caller)
+    port.network_id = network.id
+    port.mac_address = _mac(uow, req, network.id)
+    port.admin_state_up = req["admin_state_up"]
+    port.device_id = req["device_id"]
+    port.device_owner = req["device_owner"]
+    port.status = "DOWN"
+    wanted = None
+    if req.get("fixed_ips") is not None:
+        wanted = _wanted(uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address)
+    uow.session.add(port)
+    uow.session.flush()
+    if wanted is None:
+        _default_allocations(uow, port)
+    elif wanted:
+        uow.addresses.allocate(port.id, port.network_id, wanted)
+    uow.session.refresh(port, ["fixed_ips"])
+    return port
+
+
+def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) -> Port:
+    port = get(uow, port_id, caller, for_update=True)
+    require_owner(port, DEFINITION, caller)
+    update_standard(port, req)
+    for key in ("admin_state_up", "device_id", "device_owner"):
+        if key in req:
+            setattr(port, key, req[key])
+    if req.get("fixed_ips") is not None:
+        _change_fixed_ips(
+            uow, port, _wanted(uow, req["fixed_ips"], port.network_id, port.device_owner, port.mac_address)
+        )
+    touch(port)
+    uow.session.flush()
+    uow.session.refresh(port, ["fixed_ips"])
+    return port
+
+
+def _change_fixed_ips(uow: UnitOfWork, port: Port, wanted: list[Wanted]) -> None:
+    """Keep what is asked for again, release the rest, then allocate the new: all in one transaction."""
+    remaining = list(port.fixed_ips)
+    to_add: list[Wanted] = []
+    for item in wanted:
+        named = getattr(item.request, "address", None)
+        match = next(
+            (a for a in remaining if a.subnet_id == item.subnet.id and (named is None or a.ip_address == str(named))),
+            None,
+        )
+        if match is None:
+            to_add.append(item)
+        else:
+            remaining.remove(match)
+    auto = {a.subnet_id for a in remaining if is_auto_address(uow.session.get(Subnet, a.subnet_id))}
+    released = [Held(a.subnet_id, a.ip_address, port.id) for a in remaining if a.subnet_id not in auto]
+    if not released and not to_add:
+        return
+    uow.addresses.release(released)
+    uow.session.expire(port, ["fixed_ips"])
+    uow.addresses.allocate(port.id, port.network_id, to_add)
+
+
+def delete(uow: UnitOfWork, port_id: str, caller: Caller = ADMIN) -> None:
+    port = get(uow, port_id, caller, for_update=True)
+    require_owner(port, DEFINITION, caller)
+    held = [Held(a.subnet_id, a.ip_address, port.id) for a in port.fixed_ips]
+    if held:
+        uow.addresses.release(held)
+        uow.session.expire(port, ["fixed_ips"])
+    uow.session.delete(port)
+    uow.session.flush()

@@ -1,0 +1,254 @@
+"""Subnets: a CIDR on a network, its gateway and allocation pools, registered with the backend."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import select
+
+from pipam.db.models import IPAllocationPool, Network, Port, Subnet, SubnetPool
+from pipam.errors import BadRequest, InvalidInput, SubnetNotFound
+from pipam.ipam.addr import IPAddress, IPNetwork, to_key
+from pipam.ipam.interface import Pool
+from pipam.service.allocation import is_auto_address
+from pipam.service.attributes import (
+    Attr,
+    Bool,
+    Cidr,
+    Int,
+    Ip,
+    ListOf,
+    OneOf,
+    Record,
+    Request,
+    Resource,
+    Uuid,
+    standard_attributes,
+)
+from pipam.service.common import new_standard, touch, update_standard
+from pipam.service.database import UnitOfWork
+from pipam.service.policy import ADMIN, Caller, get_visible, require_owner
+from pipam.service.pools import default_pools, pools_of, validate_pools
+from pipam.service.removal import remove_subnet
+from pipam.service.resources import networks, subnetpools
+
+IPV6_MODES = ("slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+MAX_DNS = 5
+MAX_ROUTES = 20
+
+
+def _shared_filter(values: list[str]) -> Any:
+    """A subnet is shared when its network is (Neutron: filterable, not shown)."""
+    wanted = {networks.DEFINITION.by_name["shared"].kind.parse_filter(v) for v in values}
+    return Subnet.network_id.in_(select(Network.id).where(Network.shared.in_(wanted)))
+
+
+DEFINITION = Resource(
+    singular="subnet",
+    plural="subnets",
+    model=Subnet,
+    not_found=SubnetNotFound,
+    extra_filters={"shared": _shared_filter},
+    attributes=(
+        *standard_attributes(),
+        Attr("network_id", Uuid(), post=True, required=True, filter=True, sort=True),
+        Attr("ip_version", Int(choices=(4, 6)), post=True, filter=True, sort=True),
+        Attr("cidr", Cidr(nullable=True, canonical=True), post=True, filter=True, sort=True),
+        Attr("prefixlen", Int(0, 128), post=True, visible=False),
+        Attr("gateway_ip", Ip(nullable=True), post=True, put=True, filter=True, sort=True),
+        Attr(
+            "allocation_pools",
+            ListOf(Record({"start": Ip(), "end": Ip()}, required=("start", "end"))),
+            post=True,
+            put=True,
+            read=lambda s: [{"start": p.first_ip, "end": p.last_ip} for p in s.allocation_pools],
+        ),
+        Attr("enable_dhcp", Bool(), post=True, put=True, default=True, filter=True, sort=True),
+        Attr("ipv6_ra_mode", OneOf(IPV6_MODES, nullable=True), post=True, default=None, filter=True, sort=True),
+        Attr("ipv6_address_mode", OneOf(IPV6_MODES, nullable=True), post=True, default=None, filter=True, sort=True),
+        Attr("subnetpool_id", Uuid(nullable=True), post=True, default=None, filter=True, sort=True),
+        Attr("use_default_subnetpool", Bool(), post=True, default=False, visible=False),
+        Attr("dns_nameservers", ListOf(Ip(), max_items=MAX_DNS, unique=True), post=True, put=True, default=[]),
+        Attr(
+            "host_routes",
+            ListOf(Record({"destination": Cidr(), "nexthop": Ip()}, required=("destination", "nexthop")), MAX_ROUTES),
+            post=True,
+            put=True,
+            default=[],
+        ),
+    ),
+)
+
+
+def get(uow: UnitOfWork, subnet_id: str, caller: Caller = ADMIN, *, for_update: bool = False) -> Subnet:
+    return get_visible(uow.session, DEFINITION, subnet_id, caller, for_update=for_update)
+
+
+def _gateway(req: Request, net: IPNetwork, default: IPAddress | None) -> IPAddress | None:
+    if "gateway_ip" not in req:
+        return default
+    gw = req["gateway_ip"]
+    if gw is None:
+        return None
+    if gw.version != net.version or gw not in net:
+        raise InvalidInput(f"Gateway IP {gw} is not inside subnet {net}.")
+    if net.version == 4 and net.prefixlen < 31 and gw in (net.network_address, net.broadcast_address):
+        raise InvalidInput(f"Gateway IP {gw} cannot be the network or broadcast address of {net}.")
+    return gw
+
+
+def _routes(routes: list[dict[str, Any]], version: int) -> list[dict[str, str]]:
+    for route in routes:
+        if route["destination"].version != version or route["nexthop"].version != version:
+            raise InvalidInput("Invalid input for host_routes. Reason: IP version differs from the subnet's.")
+    return [{"destination": str(r["destination"]), "nexthop": str(r["nexthop"])} for r in routes]
+
+
+def _ipv6_modes(req: Request, net: IPNetwork) -> tuple[str | None, str | None]:
+    ra, addr = req.get("ipv6_ra_mode"), req.get("ipv6_address_mode")
+    for key, value in (("ipv6_ra_mode", ra), ("ipv6_address_mode", addr)):
+        if value is not None and net.version == 4:
+            raise InvalidInput(f"Invalid input: {key} is only valid for IPv6 subnets.")
+    if ra is not None and addr is not None and ra != addr:
+        raise InvalidInput(f"Invalid input: ipv6_ra_mode '{ra}' with ipv6_address_mode '{addr}' is not valid.")
+    if (addr or ra) in ("slaac", "dhcpv6-stateless") and net.prefixlen != 64:
+        raise InvalidInput(
+            f"Invalid CIDR {net} for IPv6 address mode: the EUI-64 address format requires a /64 prefix."
+        )
+    return ra, addr
+
+
+def _pick_cidr(uow: UnitOfWork, req: Request, caller: Caller) -> tuple[IPNetwork, SubnetPool | None]:
+    cidr: IPNetwork | None = req.get("cidr")
+    version = req.get("ip_version")
+    pool_id = req.get("subnetpool_id")
+    if pool_id is None and req["use_default_subnetpool"]:
+        pool_id = uow.session.scalar(
+            select(SubnetPool.id).where(SubnetPool.is_default.is_(True), SubnetPool.ip_version == (version or 4))
+        )
+        if pool_id is None:
+            raise InvalidInput(f"No default subnet pool for IPv{version or 4} exists.")
+    if pool_id is None:
+        if cidr is None:
+            raise BadRequest("A cidr must be specified in the absence of a subnet pool.")
+        if "prefixlen" in req:
+            raise InvalidInput("Invalid input: prefixlen is only valid with a subnetpool_id.")
+        if version is not None and version != cidr.version:
+            raise InvalidInput(f"Invalid input: cidr {cidr} does not match ip_version {version}.")
+        return cidr, None
+    pool = subnetpools.get(uow, pool_id, caller, for_update=True)
+    if version is not None and version != pool.ip_version:
+        raise InvalidInput(f"Invalid input: ip_version {version} does not match subnet pool {pool.id}.")
+    return subnetpools.allocate_prefix(uow, pool, cidr, req.get("prefixlen")), pool
+
+
+def _check_overlap(uow: UnitOfWork, network_id: str, net: IPNetwork) -> None:
+    for (cidr,) in uow.session.execute(select(Subnet.cidr).where(Subnet.network_id == network_id)):
+        if ipaddress.ip_network(cidr).overlaps(net):
+            raise InvalidInput(
+                f"Invalid input for operation: Requested subnet with cidr: {net} for network: {network_id} "
+                "overlaps with another subnet."
+            )
+
+
+def _pool_rows(subnet_id: str, pools: list[Pool]) -> list[IPAllocationPool]:
+    return [
+        IPAllocationPool(subnet_id=subnet_id, first_ip=str(a), last_ip=str(b), first_key=to_key(a), last_key=to_key(b))
+        for a, b in pools
+    ]
+
+
+def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
+    # Locked: subnets of one network are checked for overlap, which two concurrent creates must not skip.
+    network = networks.get(uow, req["network_id"], caller, for_update=True)
+    net, pool = _pick_cidr(uow, req, caller)
+    _check_overlap(uow, network.id, net)
+    gateway = _gateway(req, net, net.network_address + 1 if net.num_addresses > 2 else None)
+    given = req.get("allocation_pools")
+    pools = pools_of(given, net) if given is not None else default_pools(net, gateway)
+    validate_pools(pools, net, gateway)
+    ra, addr = _ipv6_modes(req, net)
+
+    subnet = Subnet()
+    new_standard(subnet, req, caller)
+    subnet.network_id = network.id
+    subnet.ip_version = net.version
+    subnet.cidr = str(net)
+    subnet.gateway_ip = str(gateway) if gateway else None
+    subnet.enable_dhcp = req["enable_dhcp"]
+    subnet.ipv6_ra_mode, subnet.ipv6_address_mode = ra, addr
+    subnet.subnetpool_id = pool.id if pool else None
+    subnet.dns_nameservers = [str(ip) for ip in req["dns_nameservers"]]
+    subnet.host_routes = _routes(req["host_routes"], net.version)
+    uow.session.add(subnet)
+    uow.session.flush()
+    subnet.allocation_pools = _pool_rows(subnet.id, pools)
+    uow.session.flush()
+
+    ports: list[tuple[str, str]] = []
+    if is_auto_address(subnet):
+        # Existing ports on the network get their EUI-64 address in the new subnet, as in Neutron.
+        ports = [
+            (pid, mac)
+            for pid, mac, owner in uow.session.execute(
+                select(Port.id, Port.mac_address, Port.device_owner).where(Port.network_id == network.id)
+            )
+            if not owner.startswith("network:router")
+        ]
+    uow.addresses.subnet_created(subnet, pools, ports)
+    uow.session.flush()
+    return subnet
+
+
+def update(uow: UnitOfWork, subnet_id: str, req: Request, caller: Caller = ADMIN) -> Subnet:
+    subnet = get(uow, subnet_id, caller, for_update=True)
+    require_owner(subnet, DEFINITION, caller)
+    net = ipaddress.ip_network(subnet.cidr)
+    update_standard(subnet, req)
+    current_gw = ipaddress.ip_address(subnet.gateway_ip) if subnet.gateway_ip else None
+    gateway = _gateway(req, net, current_gw)
+    current_pools = [
+        (ipaddress.ip_address(p.first_ip), ipaddress.ip_address(p.last_ip)) for p in subnet.allocation_pools
+    ]
+    pools_changed = req.get("allocation_pools") is not None
+    pools = pools_of(req["allocation_pools"], net) if pools_changed else current_pools
+    validate_pools(pools, net, gateway)
+    subnet.gateway_ip = str(gateway) if gateway else None
+    if "enable_dhcp" in req:
+        subnet.enable_dhcp = req["enable_dhcp"]
+    if "dns_nameservers" in req:
+        subnet.dns_nameservers = [str(ip) for ip in req["dns_nameservers"] or []]
+    if "host_routes" in req:
+        subnet.host_routes = _routes(req["host_routes"] or [], net.version)
+    if pools_changed:
+        uow.session.execute(sql_delete(IPAllocationPool).where(IPAllocationPool.subnet_id == subnet.id))
+        uow.session.expire(subnet, ["allocation_pools"])
+        uow.session.add_all(_pool_rows(subnet.id, pools))
+        uow.session.flush()
+        uow.addresses.pools_changed(subnet, pools)
+    touch(subnet)
+    uow.session.flush()
+    uow.session.refresh(subnet, ["allocation_pools"])
+    return subnet
+
+
+def delete(uow: UnitOfWork, subnet_id: str, caller: Caller = ADMIN) -> None:
+    subnet = get(uow, subnet_id, caller, for_update=True)
+    require_owner(subnet, DEFINITION, caller)
+    networks.get(uow, subnet.network_id, for_update=True)
+    remove_subnet(uow, subnet)
+
+
+def on_network(uow: UnitOfWork, subnet_id: str, network_id: str) -> Subnet:
+    """A subnet a port names in its fixed_ips: it must be on the port's network."""
+    subnet = uow.session.get(Subnet, subnet_id)
+    if subnet is None:
+        raise DEFINITION.missing(subnet_id)
+    if subnet.network_id != network_id:
+        raise InvalidInput(
+            f"Invalid input for operation: Failed to create port on network {network_id}, because "
+            f"fixed_ips included invalid subnet {subnet_id}."
+        )
+    return subnet

@@ -1,0 +1,236 @@
+"""The driver contract: what every IPAM driver must do, as tests any driver can run against itself.
+
+A driver's test module subclasses :class:`DriverContract` and names its backend::
+
+    from pipam.testing.contract import DriverContract
+
+    class TestMyDriver(DriverContract):
+        backend = "mydriver"
+
+The tests run on a SQLite file by default; override the ``contract_url`` fixture for another database,
+and set up whatever outside system the driver needs in an autouse fixture of the subclass. Every
+test drives the driver the way Pipam does (the allocation engine and the service, which keep the
+ordering rules of ``pipam.ipam.interface``) and then asks the driver what it holds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import netaddr
+import pytest
+
+from pipam.config import load_settings
+from pipam.db.models import Subnet
+from pipam.errors import (
+    InvalidIpForSubnet,
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    PipamError,
+)
+from pipam.ipam.addr import eui64_address
+from pipam.ipam.interface import (
+    AddressRequest,
+    AnyAddressRequest,
+    AutomaticAddressRequest,
+    BulkAddressRequest,
+    IpamDriver,
+    PreferNextAddressRequest,
+    SpecificAddressRequest,
+    SubnetState,
+)
+from pipam.service.allocation import Held, Wanted
+from pipam.service.bootstrap import upgrade_database
+from pipam.service.database import Database, UnitOfWork
+from pipam.testing.databases import reset
+from pipam.testing.local import LocalClient, active_driver
+
+T = TypeVar("T")
+
+
+class Failed(Exception):
+    """Raised inside a transaction to make it roll back."""
+
+
+class Harness:
+    """One network, subnets on it and a port to hold addresses, through Pipam's own code paths."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.client = LocalClient(db)
+        self.network_id = self.client.create("network", name="contract")["id"]
+        self.port_id = self.client.create("port", network_id=self.network_id, fixed_ips=[])["id"]
+
+    def subnet(self, cidr: str, pools: list[tuple[str, str]] | None = None, **body: Any) -> str:
+        if pools is not None:
+            body["allocation_pools"] = [{"start": a, "end": b} for a, b in pools]
+        version = ipaddress.ip_network(cidr).version
+        return self.client.create("subnet", network_id=self.network_id, cidr=cidr, ip_version=version, **body)["id"]
+
+    def allocate(self, subnet_id: str, request: AddressRequest) -> list[str]:
+        def run(u: UnitOfWork) -> list[str]:
+            subnet = u.session.get(Subnet, subnet_id)
+            return [
+                h.ip_address for h in u.addresses.allocate(self.port_id, self.network_id, [Wanted(subnet, request)])
+            ]
+
+        return self.db.run(run)
+
+    def release(self, subnet_id: str, address: str) -> None:
+        self.db.run(lambda u: u.addresses.release([Held(subnet_id, address, self.port_id)]))
+
+    def driver(self, fn: Callable[[IpamDriver], T]) -> T:
+        return self.db.run(lambda u: fn(active_driver(u)))
+
+    def held(self, subnet_id: str) -> netaddr.IPSet:
+        state = self.driver(lambda d: d.dump_subnet(subnet_id))
+        assert state is not None, f"the driver holds nothing for subnet {subnet_id}"
+        return state.allocations
+
+    def fill(self, subnet_id: str) -> list[str]:
+        got: list[str] = []
+        while True:
+            try:
+                got += self.allocate(subnet_id, AnyAddressRequest())
+            except IpAddressGenerationFailure:
+                return got
+
+
+class DriverContract:
+    backend: ClassVar[str]
+
+    @pytest.fixture
+    def contract_url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path}/contract.db"
+
+    @pytest.fixture
+    def ipam(self, contract_url: str) -> Iterator[Harness]:
+        db = Database(load_settings(database_url=contract_url, ipam_driver=self.backend))
+        upgrade_database(db.engine, self.backend)
+        reset(db.engine, self.backend)
+        yield Harness(db)
+        db.dispose()
+
+    # --- allocation kinds ----------------------------------------------------------------------
+
+    def test_any_address_is_in_a_pool_and_held(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.20.0.0/24", [("10.20.0.10", "10.20.0.19"), ("10.20.0.100", "10.20.0.109")])
+        got = [ipam.allocate(sid, AnyAddressRequest())[0] for _ in range(8)]
+        pools = netaddr.IPSet(netaddr.IPRange("10.20.0.10", "10.20.0.19")) | netaddr.IPSet(
+            netaddr.IPRange("10.20.0.100", "10.20.0.109")
+        )
+        assert len(set(got)) == 8 and all(ip in pools for ip in got)
+        assert ipam.held(sid) == netaddr.IPSet(got)
+
+    def test_specific_address_once_only(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.21.0.0/24")
+        address = ipaddress.ip_address("10.21.0.77")
+        assert ipam.allocate(sid, SpecificAddressRequest(address)) == ["10.21.0.77"]
+        with pytest.raises(IpAddressAlreadyAllocated):
+            ipam.allocate(sid, SpecificAddressRequest(address))
+        # Inside the subnet but outside every pool: allowed when asked for by name, as in Neutron.
+        sid2 = ipam.subnet("10.22.0.0/24", [("10.22.0.100", "10.22.0.110")])
+        assert ipam.allocate(sid2, SpecificAddressRequest(ipaddress.ip_address("10.22.0.5"))) == ["10.22.0.5"]
+        assert "10.22.0.5" in ipam.held(sid2)
+
+    def test_an_address_outside_the_subnet_is_refused(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.23.0.0/24")
+        for outside in ("10.23.0.0", "10.23.0.255"):  # network and broadcast addresses
+            with pytest.raises(InvalidIpForSubnet):
+                ipam.allocate(sid, SpecificAddressRequest(ipaddress.ip_address(outside)))
+
+    def test_prefer_next_takes_the_lowest_free_address(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.24.0.0/24", [("10.24.0.50", "10.24.0.60")])
+        assert ipam.allocate(sid, PreferNextAddressRequest()) == ["10.24.0.50"]
+        assert ipam.allocate(sid, PreferNextAddressRequest()) == ["10.24.0.51"]
+
+    def test_automatic_address_is_the_eui64_of_the_mac(self, ipam: Harness) -> None:
+        sid = ipam.subnet("2001:db8:c0::/64", ipv6_address_mode="dhcpv6-stateless", ipv6_ra_mode="dhcpv6-stateless")
+        mac = "fa:16:3e:12:34:56"
+        expected = str(eui64_address(ipaddress.ip_network("2001:db8:c0::/64"), mac))
+        assert ipam.allocate(sid, AutomaticAddressRequest(mac)) == [expected]
+        with pytest.raises(IpAddressAlreadyAllocated):
+            ipam.allocate(sid, AutomaticAddressRequest(mac))
+
+    def test_bulk_request_gives_distinct_addresses(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.25.0.0/28")
+        got = ipam.allocate(sid, BulkAddressRequest(5))
+        assert len(got) == 5 and len(set(got)) == 5
+        assert ipam.held(sid) == netaddr.IPSet(got)
+
+    # --- exhaustion, release, reuse ------------------------------------------------------------
+
+    def test_exhaustion_then_release_and_reuse(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.26.0.0/29")  # pool 10.26.0.2 - 10.26.0.6
+        got = ipam.fill(sid)
+        assert sorted(got) == [f"10.26.0.{i}" for i in range(2, 7)]
+        ipam.release(sid, "10.26.0.4")
+        assert "10.26.0.4" not in ipam.held(sid)
+        assert ipam.allocate(sid, AnyAddressRequest()) == ["10.26.0.4"]
+        with pytest.raises(IpAddressGenerationFailure):
+            ipam.allocate(sid, AnyAddressRequest())
+
+    def test_ipv6_pools_are_not_enumerated(self, ipam: Harness) -> None:
+        sid = ipam.subnet("2001:db8:c1::/48", ipv6_address_mode="dhcpv6-stateful", ipv6_ra_mode="dhcpv6-stateful")
+        got = [ipam.allocate(sid, AnyAddressRequest())[0] for _ in range(20)]
+        assert len(set(got)) == 20
+
+    # --- pools ---------------------------------------------------------------------------------
+
+    def test_pools_update_keeps_what_is_allocated(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.27.0.0/24", [("10.27.0.10", "10.27.0.12")])
+        got = ipam.fill(sid)
+        ipam.client.update("subnet", sid, allocation_pools=[{"start": "10.27.0.20", "end": "10.27.0.21"}])
+        assert ipam.held(sid) == netaddr.IPSet(got)  # stranded outside every pool, still allocated
+        assert sorted(ipam.fill(sid)) == ["10.27.0.20", "10.27.0.21"]
+        state = ipam.driver(lambda d: d.dump_subnet(sid))
+        assert state is not None and sorted(state.pools) == [("10.27.0.20", "10.27.0.21")]
+
+    # --- listing what it holds, import, reconcile ------------------------------------------------
+
+    def test_lists_what_it_holds(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.28.0.0/24")
+        got = ipam.allocate(sid, BulkAddressRequest(3))
+        state = ipam.driver(lambda d: d.dump_subnet(sid))
+        assert state is not None and state.subnet_id == sid and state.cidr == "10.28.0.0/24"
+        assert state.allocations == netaddr.IPSet(got)
+        assert sid in ipam.driver(lambda d: d.subnet_ids(None, 100))
+        assert ipam.driver(lambda d: d.dump_subnet("00000000-0000-0000-0000-000000000000")) is None
+
+    def test_import_replaces_and_reconcile_is_idempotent(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.29.0.0/28")
+        ipam.allocate(sid, SpecificAddressRequest(ipaddress.ip_address("10.29.0.3")))
+        for allocated in (True, True, False, False, True):
+            ipam.driver(lambda d, a=allocated: d.get_subnet(sid).reconcile("10.29.0.9", a))
+            assert ("10.29.0.9" in ipam.held(sid)) is allocated
+        # The core holds 10.29.0.3 only: importing that replaces whatever the backend held.
+        truth = SubnetState(sid, "10.29.0.0/28", [("10.29.0.2", "10.29.0.14")], netaddr.IPSet(["10.29.0.3"]))
+        ipam.driver(lambda d: d.import_subnet(truth, ["10.29.0.3"]))
+        assert ipam.held(sid) == netaddr.IPSet(["10.29.0.3"])
+        # The free space agrees: every other pool address is handed out once, then none.
+        assert set(ipam.fill(sid)) == {f"10.29.0.{i}" for i in range(2, 15)} - {"10.29.0.3"}
+
+    # --- transactions --------------------------------------------------------------------------
+
+    def test_a_failed_transaction_leaves_nothing_behind(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.30.0.0/29")
+
+        def allocate_then_fail(u: UnitOfWork) -> None:
+            subnet = u.session.get(Subnet, sid)
+            u.addresses.allocate(ipam.port_id, ipam.network_id, [Wanted(subnet, BulkAddressRequest(3))])
+            raise Failed
+
+        with pytest.raises(Failed):
+            ipam.db.run(allocate_then_fail)
+        assert ipam.held(sid).size == 0
+        assert len(ipam.fill(sid)) == 5  # every address still free
+
+    def test_removed_subnet_is_forgotten(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.31.0.0/29")
+        ipam.client.delete("subnet", sid)
+        assert ipam.driver(lambda d: d.dump_subnet(sid)) is None
+        with pytest.raises(PipamError):
+            ipam.driver(lambda d: d.get_subnet(sid))

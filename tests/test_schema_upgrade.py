@@ -1,0 +1,190 @@
+"""Databases made by earlier releases upgrade in place with nothing lost.
+
+``tests/legacy_schema`` holds the Alembic revisions as the first release shipped them (core revisions
+0001 and 0002 created the internal driver's tables too); a database is built with them, filled, then
+upgraded by today's code, which moved those tables into the internal driver's own branch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from pipam.config import load_settings
+from pipam.db import schema
+from pipam.db.base import utcnow
+from pipam.service.bootstrap import schema_status, upgrade_database
+from pipam.service.database import Database
+from pipam.testing.local import LocalClient
+from tests.databases import fresh_url
+from tests.helpers import ips, port, subnet
+
+LEGACY = Path(__file__).parent / "legacy_schema"
+NET, POOL, SUB, PORT1, PORT2 = (str(uuid.uuid4()) for _ in range(5))
+
+
+def legacy(engine: sa.Engine, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(schema.MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", str(LEGACY / "versions"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+@pytest.fixture
+def old_db(db_kind: str, tmp_path: Path) -> Iterator[Database]:
+    url = fresh_url(db_kind, str(tmp_path), "legacy")
+    database = Database(load_settings(database_url=url, ipam_driver="internal"))
+    yield database
+    database.dispose()
+
+
+def _std(name: str = "") -> dict[str, object]:
+    now = utcnow()
+    return {
+        "project_id": "p1",
+        "name": name,
+        "description": "",
+        "tags": [],
+        "revision_number": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _fill(conn: sa.Connection, with_pool: bool) -> None:
+    meta = sa.MetaData()
+    meta.reflect(conn)
+    t = meta.tables
+    for table in t.values():  # MariaDB reflects JSON columns as text: bind them as JSON again
+        for column in table.columns:
+            if column.name in ("tags", "dns_nameservers", "host_routes", "options", "report"):
+                column.type = sa.JSON()
+    conn.execute(t["ipam_state"].insert().values(id=1, active_backend="internal", updated_at=utcnow()))
+    conn.execute(
+        t["networks"].insert().values(id=NET, admin_state_up=True, shared=False, status="ACTIVE", mtu=1500, **_std("n"))
+    )
+    if with_pool:
+        conn.execute(
+            t["subnetpools"]
+            .insert()
+            .values(
+                id=POOL,
+                ip_version=4,
+                default_prefixlen=24,
+                min_prefixlen=16,
+                max_prefixlen=28,
+                shared=False,
+                is_default=False,
+                **_std(),
+            )
+        )
+        conn.execute(t["subnetpoolprefixes"].insert().values(subnetpool_id=POOL, cidr="10.60.0.0/22"))
+    conn.execute(
+        t["subnets"]
+        .insert()
+        .values(
+            id=SUB,
+            network_id=NET,
+            ip_version=4,
+            cidr="10.60.0.0/28" if not with_pool else "10.60.0.0/24",
+            gateway_ip="10.60.0.1",
+            enable_dhcp=True,
+            subnetpool_id=POOL if with_pool else None,
+            dns_nameservers=[],
+            host_routes=[],
+            **_std("old"),
+        )
+    )
+    if with_pool:
+        return
+    # A /28 whose pool 10.60.0.2-14 holds two ports' addresses, in the core and the internal driver's tables.
+    conn.execute(
+        t["ipallocationpools"]
+        .insert()
+        .values(
+            id="core-pool",
+            subnet_id=SUB,
+            first_ip="10.60.0.2",
+            last_ip="10.60.0.14",
+            first_key=f"{0x0A3C0002:032x}",
+            last_key=f"{0x0A3C000E:032x}",
+        )
+    )
+    for pid, mac, ip in ((PORT1, "fa:16:3e:00:00:01", "10.60.0.2"), (PORT2, "fa:16:3e:00:00:02", "10.60.0.9")):
+        conn.execute(
+            t["ports"]
+            .insert()
+            .values(
+                id=pid,
+                network_id=NET,
+                mac_address=mac,
+                admin_state_up=True,
+                status="DOWN",
+                device_id="",
+                device_owner="",
+                **_std(),
+            )
+        )
+        key = f"{int.from_bytes(bytes(map(int, ip.split('.'))), 'big'):032x}"
+        conn.execute(
+            t["ipallocations"].insert().values(ip_address=ip, subnet_id=SUB, ip_key=key, port_id=pid, network_id=NET)
+        )
+    conn.execute(t["ipam_subnets"].insert().values(id="ipam-s", subnet_id=SUB, cidr="10.60.0.0/28", ip_version=4))
+    conn.execute(
+        t["ipam_allocation_pools"]
+        .insert()
+        .values(
+            id="ipam-p",
+            ipam_subnet_id="ipam-s",
+            first_ip="10.60.0.2",
+            last_ip="10.60.0.14",
+            first_key=f"{0x0A3C0002:032x}",
+            last_key=f"{0x0A3C000E:032x}",
+        )
+    )
+    for ip in ("10.60.0.2", "10.60.0.9"):
+        conn.execute(t["ipam_allocations"].insert().values(ipam_subnet_id="ipam-s", ip_address=ip, status="ALLOCATED"))
+    for first, last in ((0x0A3C0003, 0x0A3C0008), (0x0A3C000A, 0x0A3C000E)):
+        conn.execute(
+            t["ipam_availability_ranges"]
+            .insert()
+            .values(ipam_subnet_id="ipam-s", pool_id="ipam-p", first_key=f"{first:032x}", last_key=f"{last:032x}")
+        )
+
+
+def test_a_database_at_the_first_releases_head_upgrades_with_nothing_lost(old_db):
+    legacy(old_db.engine, "0002")
+    with old_db.engine.begin() as conn:
+        _fill(conn, with_pool=False)
+    before, after = upgrade_database(old_db.engine, "internal")
+    assert before == {"0002"}
+    assert schema_status(old_db.engine).is_current and "internal_0001" in after
+    client = LocalClient(old_db)
+    assert client.verify().clean
+    assert ips(client.show("port", PORT1)) == ["10.60.0.2"] and ips(client.show("port", PORT2)) == ["10.60.0.9"]
+    # The free space came through too: the other 11 addresses, each once, then exhaustion.
+    new = [ips(port(old_db, NET))[0] for _ in range(11)]
+    assert sorted(new) == sorted(f"10.60.0.{i}" for i in range(3, 15) if i != 9)
+    with pytest.raises(Exception, match="No more IP addresses"):
+        port(old_db, NET)
+    assert client.verify().clean
+
+
+def test_upgrade_from_0001_builds_free_blocks(old_db):
+    """A database with pools and subnets from before the free-block table gets it filled correctly."""
+    legacy(old_db.engine, "0001")
+    with old_db.engine.begin() as conn:
+        _fill(conn, with_pool=True)
+    upgrade_database(old_db.engine, "internal")
+    assert schema_status(old_db.engine).is_current
+    got = {subnet(old_db, NET, subnetpool_id=POOL)["cidr"] for _ in range(3)}
+    assert got == {"10.60.1.0/24", "10.60.2.0/24", "10.60.3.0/24"}
