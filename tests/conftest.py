@@ -15,6 +15,9 @@ from pipam.db.models import IpamState
 from pipam.service.database import Database
 from tests.databases import KINDS, SKIPPED, url_for
 
+# The session fixture nautobot_server: a private Nautobot (one per xdist worker that needs it).
+pytest_plugins = ["tests.nautobot_server"]
+
 BACKENDS = ["builtin", "internal"]
 
 # A third-party driver distribution (tests/plugins), found through its entry point like any installed one;
