@@ -178,7 +178,10 @@ class NautobotClient:
         if status == 404:
             return NotFound(message, status, body)
         if status in (400, 500) and any("already exists" in m for m in _messages(body)):
-            # 500 too: a bulk create naming one address twice fails at save time, as an uncaught ValidationError
+            # 400: Nautobot's validation saw the other address. 500: it did not, because the other was
+            # created concurrently (PostgreSQL's IntegrityError on the (parent, host) unique constraint,
+            # "Key ... already exists"), or because one bulk create names the address twice (a
+            # ValidationError at save time). Either way nothing of the request was written.
             return Conflict(message, status, body)
         if status >= 500 and _transient(body):
             # Nautobot writes inside a transaction that an error rolls back: an answered 5xx changed nothing.
@@ -220,7 +223,7 @@ class NautobotClient:
     # --- server ----------------------------------------------------------------------------------
 
     def status(self) -> JSON:
-        """``/api/status/``: versions and health; also a cheap check that the token works."""
+        """``/api/status/``: versions and health. Takes a second: Nautobot asks Celery workers to answer first."""
         return self._get("status/")
 
     # --- lookups (ids of the objects Pipam's addresses refer to) ----------------------------------
