@@ -61,6 +61,8 @@ def run_threads(n: int, work: Callable[[int], None]) -> None:
 
 def pynautobot_behaviour(server: NautobotServer, nb: Any, ns: str, active: str) -> None:
     """What pynautobot does on the cases the driver must tell apart."""
+    import pynautobot
+
     full = nb.ipam.prefixes.create(prefix="10.9.0.0/30", namespace=ns, status=active)
     full.available_ips.create([{"status": active}, {"status": active}])
     try:
@@ -75,7 +77,7 @@ def pynautobot_behaviour(server: NautobotServer, nb: Any, ns: str, active: str) 
     print(f"  pynautobot, bulk delete: returns {nb.ipam.ip_addresses.delete([r.id for r in made])!r}")
     try:
         nb.ipam.ip_addresses.create(address="10.9.0.1/30", namespace=ns, status=active)
-    except Exception as exc:
+    except pynautobot.RequestError as exc:
         print(f"  pynautobot, duplicate: {type(exc).__module__}.{type(exc).__name__} status={exc.req.status_code}")
     server.stop()
     try:

@@ -68,7 +68,9 @@ class NautobotError(Exception):
 
 
 class Unavailable(NautobotError):
-    """Nautobot did not answer in time, could not be reached, or answered 5xx (try again later: 503).
+    """Nautobot did not answer in time, could not be reached, or is in trouble (try again later: 503).
+
+    "In trouble": a 502-504, or a 500 for a lost database or Redis or an allocation lock not had in time.
 
     ``maybe_applied`` is True when the request may have reached Nautobot and been carried out before the
     failure (a timeout or a dropped connection after sending): the caller cannot tell whether a write
@@ -289,6 +291,7 @@ class NautobotClient:
         return created
 
     def delete_prefix(self, prefix_id: str) -> None:
+        """Delete a prefix; one still holding ip-addresses is refused (a NautobotError with status 409)."""
         self.request("DELETE", f"ipam/prefixes/{prefix_id}/")
 
     # --- ip-addresses ----------------------------------------------------------------------------
@@ -321,7 +324,7 @@ class NautobotClient:
             body=body,
             headers={"Connection": "close"},
         )
-        if response.status_code == 204:  # a success code, but Nautobot's "no room" (and no body)
+        if response.status_code == 204:  # a success code, but Nautobot's "no room"
             raise PrefixFull(f"prefix {prefix_id}: fewer than {count} free addresses", 204)
         created: list[IpAddress] = self._json(response)
         return created
@@ -342,6 +345,7 @@ class NautobotClient:
         self.request("DELETE", f"ipam/ip-addresses/{ip_id}/")
 
     def bulk_delete_ips(self, ip_ids: Sequence[str]) -> None:
+        """Delete many ip-addresses in one request; ids that do not exist are ignored (Nautobot answers 204)."""
         if ip_ids:
             self.request("DELETE", "ipam/ip-addresses/", body=[{"id": i} for i in ip_ids])
 
