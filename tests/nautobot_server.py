@@ -365,6 +365,16 @@ class NautobotServer:
             # shut down on SIGTERM, SIGQUIT or SIGINT); a test server has nothing to save.
             _terminate(self.proc, signal.SIGKILL)
             self.proc = None
+            # The leader is gone, but until the last worker is, the kernel still completes connections
+            # on the listening socket (and then resets them): wait for connections to be refused.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                except OSError:
+                    return
+                time.sleep(0.05)
+            raise RuntimeError(f"Nautobot still accepts connections on {self.port} after being killed")
 
     def freeze(self) -> None:
         assert self.proc is not None
