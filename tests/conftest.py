@@ -13,6 +13,9 @@ from pipam.service.database import Database
 from pipam.testing.databases import reset as reset_database
 from tests.databases import KINDS, SKIPPED, drop_created, url_for
 
+# The session fixture nautobot_server: a private Nautobot (one per xdist worker that needs it).
+pytest_plugins = ["tests.nautobot_server"]
+
 BACKENDS = ["builtin", "internal"]
 
 # A third-party driver distribution (tests/plugins), found through its entry point like any installed one;

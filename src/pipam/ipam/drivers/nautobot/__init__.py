@@ -1,0 +1,1 @@
+"""IPAM backend on a Nautobot server (work in progress: so far the REST client, ``client.py``)."""
