@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing.databases import recreate
 
-console = Console()
+# Wide enough for the tables when the output is a file or a pipe, not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 SERVERS = {
     "postgresql": os.environ.get("PIPAM_BENCH_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"),

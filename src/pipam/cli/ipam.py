@@ -103,6 +103,9 @@ def migrate(
     to: str = typer.Option(..., "--to", help="Backend to migrate to (an installed IPAM driver name)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Preflight, plan and time estimate only; write nothing."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Subnets per transaction and checkpoint."),
+    batch_addresses: int = typer.Option(
+        5000, "--batch-addresses", min=1, help="A copy transaction also stops at this many addresses."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     abort: bool = typer.Option(
@@ -142,7 +145,8 @@ def migrate(
                 if not sys.stdin.isatty():
                     fail("refusing to migrate without confirmation: add --yes (or --dry-run to see the plan)", code=2)
                 typer.confirm(f"Migrate the IPAM backend to {to!r}?", abort=True)
-            report = migrator.run(Options(target=to, batch_size=batch_size, dry_run=dry_run, on_conflict=on_conflict))
+            options = Options(to, batch_size, batch_addresses, dry_run, on_conflict)
+            report = migrator.run(options)
     except MigrationError as exc:
         observer.close()
         if as_json:

@@ -6,6 +6,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import netaddr
 from sqlalchemy import func, select
@@ -21,8 +22,11 @@ class CoreSubnet:
     addresses: list[str]  # the allocated addresses, as the import wants them
 
 
-def core_batches(session: Session, batch_size: int, after: str | None = None) -> Iterator[list[CoreSubnet]]:
-    """Subnets in id order, ``batch_size`` at a time, each with its pools and allocations."""
+def core_batches(
+    session: Session, batch_size: int, after: str | None = None, max_addresses: int | None = None
+) -> Iterator[list[CoreSubnet]]:
+    """Subnets in id order, ``batch_size`` at a time (fewer when they hold more than ``max_addresses``
+    addresses between them: one transaction stays short), each with its pools and allocations."""
     while True:
         stmt = select(Subnet.id, Subnet.cidr).order_by(Subnet.id).limit(batch_size)
         if after is not None:
@@ -30,8 +34,28 @@ def core_batches(session: Session, batch_size: int, after: str | None = None) ->
         rows = session.execute(stmt).all()
         if not rows:
             return
+        if max_addresses is not None and len(rows) > 1:
+            rows = _within(session, rows, max_addresses)
         yield load_core(session, rows)
         after = rows[-1][0]
+
+
+def _within(session: Session, rows: list[Any], max_addresses: int) -> list[Any]:
+    """The first rows whose subnets hold at most ``max_addresses`` addresses together (at least one)."""
+    counts = dict(
+        session.execute(
+            select(IPAllocation.subnet_id, func.count())
+            .where(IPAllocation.subnet_id.in_([r[0] for r in rows]))
+            .group_by(IPAllocation.subnet_id)
+        ).all()
+    )
+    total, keep = 0, 0
+    for row in rows:
+        total += counts.get(row[0], 0)
+        if keep and total > max_addresses:
+            break
+        keep += 1
+    return rows[:keep]
 
 
 def load_subnets(session: Session, subnet_ids: list[str]) -> list[CoreSubnet]:

@@ -54,6 +54,9 @@ CATCH_UP_PASSES = 50
 class Options:
     target: str
     batch_size: int = 500
+    # A copy batch also stops at this many addresses, so that each transaction stays short (on SQLite,
+    # where one writer at a time, it is how long servers wait behind it).
+    batch_addresses: int = 5000
     dry_run: bool = False
     on_conflict: str = "fail"  # or "adopt"
 
@@ -382,7 +385,7 @@ class Migrator:
                 tx: Transaction, after: str | None = checkpoint, n: int = batch_no
             ) -> tuple[str, int] | None:
                 state.heartbeat(tx.session, mig_id, self.owner)
-                batch = next(core_batches(tx.session, options.batch_size, after=after), None)
+                batch = next(core_batches(tx.session, options.batch_size, after, options.batch_addresses), None)
                 if not batch:
                     return None
                 driver = self.driver(tx, options.target)
