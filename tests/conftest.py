@@ -14,6 +14,7 @@ from pipam.db.base import Base
 from pipam.db.models import IpamState
 from pipam.service.database import Database
 from tests.databases import KINDS, SKIPPED, url_for
+from tests.galera import GaleraCluster
 
 BACKENDS = ["builtin", "internal"]
 
@@ -59,6 +60,17 @@ def db(schema_url: str, backend: str) -> Iterator[Database]:
     reset(database, backend)
     yield database
     database.dispose()
+
+
+@pytest.fixture(scope="session")
+def galera_cluster() -> Iterator[GaleraCluster]:
+    """One private 3-node Galera cluster per session (per xdist worker: keep its tests in the xdist
+    group "galera"); tests that kill nodes should call ``heal()`` first (see tests/test_galera.py)."""
+    cluster = GaleraCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
