@@ -1,19 +1,44 @@
-"""Client threads creating ports through a server until stopped, keeping every answer."""
+"""Client threads creating (and optionally deleting) ports through servers until stopped, keeping every
+answer."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections import defaultdict
+from typing import NamedTuple
 
 import httpx
 
 
-class PortLoad:
-    """Each answer is (start time, status, address or error type, port id or Retry-After)."""
+class Delete(NamedTuple):
+    started: float
+    answered: float
+    status: int
+    port_id: str
+    base: str
 
-    def __init__(self, bases: list[str], network_id: str, per_base: int = 2) -> None:
+
+class PortLoad:
+    """Each create answer is (start time, status, address or error type, port id or Retry-After); the
+    same tuples per server in ``by_base``.
+
+    With ``churn``, each thread also deletes its own ports once it holds more than ``keep``, oldest
+    first. A delete that gets no definite answer (503, a dropped connection) is sent again until it
+    gets 204 or 404 (404: an earlier attempt did commit), so that at the end every port a thread
+    deleted is known to be gone; ``deletes`` has every attempt."""
+
+    def __init__(
+        self, bases: list[str], network_id: str, per_base: int = 2, churn: bool = False, keep: int = 5
+    ) -> None:
         self.answers: list[tuple[float, int, str, str]] = []
+        self.by_base: dict[str, list[tuple[float, int, str, str]]] = defaultdict(list)
+        self.deletes: list[Delete] = []
+        self.answered: dict[str, float] = {}  # port id -> when its 201 arrived
         self.slowest = 0.0
+        self.churn = churn
+        self.keep = keep
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads = [
@@ -23,25 +48,72 @@ class PortLoad:
         ]
 
     def _run(self, base: str, network_id: str) -> None:
+        mine: list[str] = []
         with httpx.Client(base_url=base, timeout=30) as client:
             while not self.stop.is_set():
+                if self.churn and len(mine) > self.keep:
+                    if self._delete(client, base, mine[0]):
+                        mine.pop(0)
+                    continue
                 t0 = time.monotonic()
                 try:
                     r = client.post("/v2.0/ports", json={"port": {"network_id": network_id}})
                 except httpx.HTTPError:  # a server being restarted
                     time.sleep(0.05)
                     continue
-                took = time.monotonic() - t0
+                t1 = time.monotonic()
                 body = r.json()
                 if r.status_code == 201:
                     entry = (t0, 201, body["port"]["fixed_ips"][0]["ip_address"], body["port"]["id"])
+                    mine.append(body["port"]["id"])
                 else:
                     entry = (t0, r.status_code, body["NeutronError"]["type"], r.headers.get("retry-after", ""))
                 with self.lock:
                     self.answers.append(entry)
-                    self.slowest = max(self.slowest, took)
+                    self.by_base[base].append(entry)
+                    if r.status_code == 201:
+                        self.answered[entry[3]] = t1
+                    self.slowest = max(self.slowest, t1 - t0)
                 if r.status_code != 201:
                     time.sleep(0.05)
+
+    def _delete(self, client: httpx.Client, base: str, port_id: str) -> bool:
+        """One delete attempt; True once the port is known to be gone."""
+        t0 = time.monotonic()
+        try:
+            status = client.delete(f"/v2.0/ports/{port_id}").status_code
+        except httpx.HTTPError:
+            status = 0  # no answer: the delete may or may not have committed
+        t1 = time.monotonic()
+        with self.lock:
+            self.deletes.append(Delete(t0, t1, status, port_id, base))
+            self.slowest = max(self.slowest, t1 - t0)
+        if status in (204, 404):
+            return True
+        time.sleep(0.05)
+        return False
+
+    def deleted(self) -> set[str]:
+        """Ports whose deletion was confirmed (204, or 404 after an earlier unanswered attempt)."""
+        return {d.port_id for d in self.deletes if d.status in (204, 404)}
+
+    def double_allocations(self) -> list[str]:
+        """Addresses handed to a second port while the first still held it: the first port's delete
+        had not even been sent when the second port's 201 arrived."""
+        first_delete: dict[str, float] = {}
+        for d in self.deletes:
+            first_delete[d.port_id] = min(d.started, first_delete.get(d.port_id, d.started))
+        holders: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for t0, status, ip, port_id in self.answers:
+            if status == 201:
+                holders[ip].append((t0, port_id))
+        bad = []
+        for ip, events in holders.items():
+            events.sort()
+            for (_, earlier), (_, later) in itertools.pairwise(events):
+                if first_delete.get(earlier, float("inf")) > self.answered[later]:
+                    bad.append(f"{ip}: {earlier} and {later}")
+        return bad
 
     def __enter__(self) -> PortLoad:
         for t in self.threads:
