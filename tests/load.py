@@ -124,3 +124,24 @@ class PortLoad:
         self.stop.set()
         for t in self.threads:
             t.join(timeout=60)
+
+
+def make_subnet(base: str, cidr: str = "10.60.0.0/16") -> tuple[str, str]:
+    """A new network with one IPv4 subnet, through the server at ``base``: (network id, subnet id)."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        n = client.post("/v2.0/networks", json={"network": {"name": "n"}})
+        assert n.status_code == 201, n.text
+        network_id = n.json()["network"]["id"]
+        s = client.post("/v2.0/subnets", json={"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": 4}})
+        assert s.status_code == 201, s.text
+    return network_id, s.json()["subnet"]["id"]
+
+
+def port_in_subnet(client: httpx.Client, network_id: str, subnet_id: str) -> str | None:
+    """Create a port on the network; None when it got an address of ``subnet_id``, else what went wrong
+    (a 404 for the network, or a port without address: both mean the node read an old state)."""
+    r = client.post("/v2.0/ports", json={"port": {"network_id": network_id}})
+    fixed = r.json().get("port", {}).get("fixed_ips", []) if r.status_code == 201 else []
+    if r.status_code == 201 and [f["subnet_id"] for f in fixed] == [subnet_id]:
+        return None
+    return f"{r.status_code} fixed_ips={fixed} {r.text[:120]}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from sqlalchemy import select, text
 from pipam.db.engine import make_engine
 from pipam.db.models import IPAllocation
 from tests.galera import GaleraCluster
-from tests.load import PortLoad
+from tests.load import PortLoad, make_subnet, port_in_subnet
 from tests.server import Server
 
 PIPAM = str(Path(sys.executable).with_name("pipam"))
@@ -60,7 +61,8 @@ def start_servers(cluster: GaleraCluster, name: str, tmp_path: Path) -> list[Ser
     servers: list[Server] = []
     try:
         for node in range(1, cluster.size + 1):
-            servers.append(Server(cluster.url(node, name), BACKEND, tmp_path / f"serve{node}.log"))
+            # DEBUG: the servers log every transaction they rerun, counted by retries() below.
+            servers.append(Server(cluster.url(node, name), BACKEND, tmp_path / f"serve{node}.log", log_level="DEBUG"))
     except BaseException:
         stop_all(servers)
         raise
@@ -72,14 +74,16 @@ def stop_all(servers: list[Server]) -> None:
         s.stop()
 
 
-def make_subnet(base: str, cidr: str = "10.60.0.0/16") -> tuple[str, str]:
-    with httpx.Client(base_url=base, timeout=30) as client:
-        n = client.post("/v2.0/networks", json={"network": {"name": "n"}})
-        assert n.status_code == 201, n.text
-        network_id = n.json()["network"]["id"]
-        s = client.post("/v2.0/subnets", json={"subnet": {"network_id": network_id, "cidr": cidr, "ip_version": 4}})
-        assert s.status_code == 201, s.text
-    return network_id, s.json()["subnet"]["id"]
+def retries(servers: list[Server]) -> Counter[str]:
+    """Transactions the servers reran, by cause: a MySQL error code (1213: a deadlock, or on Galera a
+    certification failure), or a lost compare-and-swap race."""
+    found: Counter[str] = Counter()
+    for s in servers:
+        for line in s.log_path.read_text(errors="replace").splitlines():
+            if "retrying transaction" in line:
+                code = re.search(r"\((\d{4}),", line)
+                found[code.group(1) if code else "lost race"] += 1
+    return found
 
 
 def statuses(load: PortLoad) -> tuple[Counter[tuple[int, str]], Counter[int]]:
@@ -182,7 +186,8 @@ def test_one_node_killed_and_rejoining(galera: GaleraCluster, tmp_path: Path) ->
         print(
             f"\none node killed: survivors paused {pause:.1f} s; node 3 rejoined (recover + IST) in "
             f"{rejoin:.1f} s; creates {dict(creates)}, deletes {dict(deletes)}, slowest request "
-            f"{load.slowest:.1f} s, startup of the cluster {galera.startup_seconds:.1f} s"
+            f"{load.slowest:.1f} s, startup of the cluster {galera.startup_seconds:.1f} s, transactions "
+            f"rerun {dict(retries(servers))}"
         )
     finally:
         stop_all(servers)
@@ -220,21 +225,12 @@ def test_quorum_lost_and_regained(galera: GaleraCluster, tmp_path: Path) -> None
         print(
             f"\nquorum lost: first 503 on node 1's server {first_503 - killed_at if first_503 else -1:.1f} s "
             f"after the kill; regained {synced_at - restart_at:.1f} s after restarting both (no manual "
-            f"bootstrap); creates {dict(creates)}, deletes {dict(deletes)}, slowest {load.slowest:.1f} s"
+            f"bootstrap); creates {dict(creates)}, deletes {dict(deletes)}, slowest {load.slowest:.1f} s, "
+            f"transactions rerun {dict(retries(servers))}"
         )
     finally:
         stop_all(servers)
     check_every_node(galera, name, network_id, load)
-
-
-def port_in_subnet(client: httpx.Client, network_id: str, subnet_id: str) -> str | None:
-    """Create a port on the network; None when it got an address of ``subnet_id``, else what went wrong
-    (a 404 for the network, or a port without address: both mean the node read an old state)."""
-    r = client.post("/v2.0/ports", json={"port": {"network_id": network_id}})
-    fixed = r.json().get("port", {}).get("fixed_ips", []) if r.status_code == 201 else []
-    if r.status_code == 201 and [f["subnet_id"] for f in fixed] == [subnet_id]:
-        return None
-    return f"{r.status_code} fixed_ips={fixed} {r.text[:120]}"
 
 
 def test_causal_reads_across_nodes(galera: GaleraCluster, tmp_path: Path) -> None:
