@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +26,39 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.server import free_port
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return low, high
+
+
+_taken: set[int] = set()
+
+
+def listen_port() -> int:
+    """A free port below the ephemeral range, never handed out twice by this process.
+
+    The nodes bind their ports seconds after they are chosen (the SST and IST ports only when a
+    transfer starts): a port from the ephemeral range could meanwhile become the local end of some
+    outgoing connection on this busy machine, and the rsync daemon then fails to start (seen:
+    "rsync daemon terminated unexpectedly", the joiner aborts)."""
+    low, _ = _ephemeral_range()
+    for _ in range(1000):
+        port = random.randint(10000, max(10001, low - 1))
+        if port in _taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise RuntimeError("no free port found below the ephemeral range")
+
 
 PROVIDERS = [
     "/usr/lib/galera/libgalera_smm.so",
@@ -58,10 +92,10 @@ def skip_or_fail(reason: str) -> None:
 class Node:
     index: int
     dir: Path
-    port: int = field(default_factory=free_port)
-    gcomm_port: int = field(default_factory=free_port)
-    ist_port: int = field(default_factory=free_port)
-    sst_port: int = field(default_factory=free_port)
+    port: int = field(default_factory=listen_port)
+    gcomm_port: int = field(default_factory=listen_port)
+    ist_port: int = field(default_factory=listen_port)
+    sst_port: int = field(default_factory=listen_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     killed: bool = False  # stopped on purpose: not running is expected

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import NamedTuple
 
 import httpx
@@ -92,6 +92,13 @@ class PortLoad:
             return True
         time.sleep(0.05)
         return False
+
+    def window(self, start: float, end: float, base: str | None = None) -> Counter[int]:
+        """Statuses of the creates and deletes (of one server, or all) sent between start and end."""
+        creates = self.by_base[base] if base is not None else self.answers
+        found = Counter(s for t, s, _, _ in creates if start < t < end)
+        found.update(d.status for d in self.deletes if start < d.started < end and base in (None, d.base))
+        return found
 
     def deleted(self) -> set[str]:
         """Ports whose deletion was confirmed (204, or 404 after an earlier unanswered attempt)."""

@@ -83,16 +83,22 @@ class PrivatePostgres:
         if not pid_file.exists():
             return
         pid = int(pid_file.read_text().split()[0])
+        # Each child calls setsid(), so there is no process group to kill at once. Freeze the
+        # postmaster first: a backend it forked between listing its children and killing them
+        # would survive it and keep committing for its client (seen: a 201 after the "crash").
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _state(pid) not in ("T", "t", "Z", ""):
+            time.sleep(0.01)
         children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-        for p in [pid, *map(int, children.split())]:
+        for p in [*map(int, children.split()), pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
+        while time.monotonic() < deadline and _state(pid) != "":
             time.sleep(0.05)
 
     def promote(self) -> None:
@@ -104,6 +110,15 @@ class PrivatePostgres:
             self.stop()
         self.kill()  # a server that failed to stop, or was killed and left children
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _state(pid: int) -> str:
+    """The state letter of a process ("T" stopped, "Z" zombie...), "" when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 class PostgresPair:

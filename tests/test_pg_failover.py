@@ -90,13 +90,13 @@ def test_failover_under_load(pair: PostgresPair, tmp_path: Path) -> None:
     deletes = Counter(d.status for d in load.deletes)
     assert {s for s, _ in creates} <= {201, 409, 503}, creates
     assert set(deletes) <= {204, 404, 503}, deletes
-    during = [a for a in answers if killed_at + 0.5 < a[0] < promote_at]
-    assert during and all(s == 503 for _, s, _, _ in during), Counter(s for _, s, _, _ in during)
+    during = load.window(killed_at + 0.5, promote_at)
+    assert during and set(during) == {503}, during
     assert all(a[3].isdigit() for a in answers if a[1] == 503), "503 without Retry-After"
-    after = [a for a in answers if a[0] > promoted_at + 1]
-    assert after and all(s == 201 for _, s, _, _ in after), "the servers did not follow the promotion"
+    after = load.window(promoted_at + 1, float("inf"))
+    assert after and set(after) <= {201, 204, 404}, f"the servers did not follow the promotion: {after}"
     for base in bases:
-        assert any(s == 201 for t, s, _, _ in load.by_base[base] if t > promoted_at), base
+        assert set(load.window(promoted_at + 1, float("inf"), base)) & {201, 204}, base
     # Seconds from the start of the promotion to the first port the new primary acknowledged.
     back_in = min(load.answered[pid] for t, s, _, pid in answers if s == 201 and t > promote_at) - promote_at
 
