@@ -180,6 +180,9 @@ class GaleraCluster:
                 # Set explicitly: the default is the gcomm port + 1, which may be another node's port.
                 f"ist.recv_addr=127.0.0.1:{node.ist_port}",
                 "gcache.size=64M",
+                # How long a causal read waits for a node that is behind before failing (1205); the
+                # default 30 s would make the test of a lagging node needlessly long.
+                "repl.causal_read_timeout=PT5S",
             ]
         )
         return f"""[mysqld]

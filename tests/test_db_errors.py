@@ -46,6 +46,8 @@ UNAVAILABLE = {
         psycopg.OperationalError,
         'connection failed: connection to server at "127.0.0.1", port 5433 failed: session is read-only',
     ),
+    # Galera's causal read timing out on a node that is behind; InnoDB's lock wait timeout: the same code.
+    "lock wait timeout": mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction"),
     "mariadb gone": mysql_error(2013, "Lost connection to server during query", None),
     "postgres shut down": pg_error(psycopg.errors.AdminShutdown, "terminating connection due to administrator command"),
 }
@@ -55,7 +57,6 @@ RETRYABLE = {
         1213, "WSREP detected deadlock/conflict and aborted the transaction. Try restarting the transaction", "40001"
     ),
     "innodb deadlock": mysql_error(1213, "Deadlock found when trying to get lock; try restarting transaction", "40001"),
-    "lock wait timeout": mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction"),
     "postgres serialization failure": pg_error(psycopg.errors.SerializationFailure, "could not serialize access"),
 }
 

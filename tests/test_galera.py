@@ -312,3 +312,35 @@ def test_causal_reads_on_a_lagging_node(galera: GaleraCluster, tmp_path: Path) -
         assert outcome == [None]
     finally:
         stop_all(servers)
+
+
+def test_node_left_behind_answers_503(galera: GaleraCluster, tmp_path: Path) -> None:
+    """A node that cannot catch up (its applier blocked) makes causal reads time out: its server must
+    answer 503 after that one timeout (repl.causal_read_timeout, 5 s in this cluster), not retry it
+    db_retries times, and be healthy again as soon as the node has caught up."""
+    name = new_database(galera)
+    servers = start_servers(galera, name, tmp_path)
+    try:
+        network_id, _ = make_subnet(servers[0].base)
+        assert healthz(servers[1].base) == 200
+        lock = galera.connect(2)
+        try:
+            with lock.cursor() as cur:
+                cur.execute("FLUSH TABLES WITH READ LOCK")
+            # A write through node 1 that node 2 cannot apply while the lock is held.
+            make_subnet(servers[0].base, "10.61.0.0/16")
+            t0 = time.monotonic()
+            r = httpx.post(f"{servers[1].base}/v2.0/ports", json={"port": {"network_id": network_id}}, timeout=60)
+            took = time.monotonic() - t0
+            assert (r.status_code, r.json()["NeutronError"]["type"]) == (503, "DatabaseUnavailable"), r.text
+            assert took < 15, f"answered after {took:.1f} s"
+            assert healthz(servers[1].base) == 503
+            assert healthz(servers[0].base) == 200
+        finally:
+            with lock.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+            lock.close()
+        assert healthz(servers[1].base) == 200
+        print(f"\nnode left behind: its server answered 503 after {took:.1f} s")
+    finally:
+        stop_all(servers)

@@ -97,9 +97,9 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
-# Deadlock (on Galera also a certification failure: another node committed a conflicting write set
-# first), lock wait timeout.
-_RETRY_MYSQL_CODES = {1213, 1205}
+# Deadlock; on Galera also a certification failure (another node committed a conflicting write set
+# first) or a local transaction aborted by a replicated one.
+_RETRY_MYSQL_CODES = {1213}
 _LOST_MYSQL_CODES = {2003, 2006, 2013, 2014, 2055, 1927}
 # The server answers but cannot take this transaction now; another server behind the load balancer
 # (or this one, later) can. Retrying here would only fail again.
@@ -112,6 +112,11 @@ _NOT_READY_MYSQL_CODES = {
     # Not connected to Primary Component)" when quorum is lost while the transaction commits. The
     # transaction is rolled back.
     1180,
+    # ER_LOCK_WAIT_TIMEOUT: on Galera also what a causal read gets when the node cannot catch up within
+    # repl.causal_read_timeout (30 s; seen on a node whose applier was blocked). Elsewhere the statement
+    # already waited innodb_lock_wait_timeout (50 s). Either way, waiting as long again, up to db_retries
+    # times, would hold the client for minutes: tell it to come back (or go to another server).
+    1205,
 }
 # read_only_sql_transaction: a PostgreSQL hot standby (reached without target_session_attrs=read-write,
 # or a primary demoted under us) refuses writes.
