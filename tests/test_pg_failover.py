@@ -76,16 +76,21 @@ def test_failover_under_load(pair: PostgresPair, tmp_path: Path) -> None:
             time.sleep(2)
             killed_at = time.monotonic()
             pair.kill_primary()
-            time.sleep(2)
+            time.sleep(1.5)
+            # No primary: what a load balancer's health check sees.
+            gap_health = [httpx.get(f"{b}/healthz", timeout=30).status_code for b in bases]
+            time.sleep(0.5)
             promote_at = time.monotonic()
             promote_took = pair.promote()
             promoted_at = time.monotonic()
             time.sleep(3)
         answers = list(load.answers)
+        back_health = [httpx.get(f"{b}/healthz", timeout=30).status_code for b in bases]
     finally:
         for s in [*servers, on_standby]:
             s.stop()
 
+    assert gap_health == [503, 503] and back_health == [200, 200], (gap_health, back_health)
     creates = Counter((s, t if s != 201 else "") for _, s, t, _ in answers)
     deletes = Counter(d.status for d in load.deletes)
     assert {s for s, _ in creates} <= {201, 409, 503}, creates
