@@ -63,7 +63,7 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
             if galera and causal_reads:
                 # Galera applies other nodes' write sets asynchronously: without a causality wait a
                 # read may miss a row another server committed through another node a moment ago
-                # (measured: a port create right after its subnet's create gets 404). Bit 1 makes
+                # (measured: a port created right after its subnet got 404, or no address). Bit 1 makes
                 # each read wait until this node has applied everything committed before it; an
                 # operator's stronger setting (more bits) is kept.
                 sync_wait = int(found.get("wsrep_sync_wait") or 0) | 1
