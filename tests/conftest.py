@@ -12,6 +12,7 @@ from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing.databases import reset as reset_database
 from tests.databases import KINDS, SKIPPED, drop_created, url_for
+from tests.galera import GaleraCluster
 
 # The session fixture nautobot_server: a private Nautobot (one per xdist worker that needs it).
 pytest_plugins = ["tests.nautobot_server"]
@@ -60,6 +61,17 @@ def db(schema_url: str, backend: str) -> Iterator[Database]:
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
     drop_created()  # each worker drops the databases it made
+
+
+@pytest.fixture(scope="session")
+def galera_cluster() -> Iterator[GaleraCluster]:
+    """One private 3-node Galera cluster per session (per xdist worker: keep its tests in the xdist
+    group "galera"); tests that kill nodes should call ``heal()`` first (see tests/test_galera.py)."""
+    cluster = GaleraCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

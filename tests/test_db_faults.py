@@ -46,7 +46,7 @@ def prepare(url: str, backend: str) -> tuple[Database, str]:
 
 
 def check_consistent(db: Database, url: str, backend: str, network_id: str, answers: list[Answer]) -> None:
-    assert all(a.status != 0 for a in answers), Counter(a.detail for a in answers if a.status == 0)
+    assert all(a.status != 0 for a in answers), Counter(a.error for a in answers if a.status == 0)
     handed = [(a.detail, a.extra) for a in answers if a.status == 201]
     assert len({ip for ip, _ in handed}) == len(handed), "an address was handed out twice"
     with db.session(write=False) as session:
@@ -78,7 +78,7 @@ def test_postgres_stopped_and_restarted(pg, backend, tmp_path):
             pg.start()
             time.sleep(3)
         answers = list(load.answers)
-        statuses = Counter((a.status, a.detail) for a in answers if a.status != 201)
+        statuses = Counter((a.status, a.error) for a in answers if a.status != 201)
         assert set(statuses) <= {(503, "DatabaseUnavailable")}, statuses
         during = [a for a in answers if down_at + 0.5 < a.started < up_at - 0.5]
         assert during and all(a.status == 503 for a in during), Counter(a.status for a in during)
@@ -119,7 +119,7 @@ def test_connections_killed_mid_transaction(pg, backend, tmp_path):
         server.stop()
         killer.dispose()
     assert killed > 5
-    statuses = Counter((a.status, a.detail) for a in answers if a.status != 201)
+    statuses = Counter((a.status, a.error) for a in answers if a.status != 201)
     assert set(statuses) <= {(503, "DatabaseUnavailable")}, statuses
     assert sum(1 for a in answers if a.status == 201) > 20
     check_consistent(db, pg.url, backend, n, answers)

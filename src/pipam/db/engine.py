@@ -20,7 +20,9 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, causal_reads: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``; on a Galera cluster with ``causal_reads`` (the default) every read waits
+    for the write sets the cluster committed before it (``wsrep_sync_wait``)."""
     url = normalise_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
@@ -42,7 +44,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     elif backend == "postgresql":
         options["connect_args"] = {"connect_timeout": 5}
     options.update(kwargs)
-    return create_engine(url, **options)
+    engine = create_engine(url, **options)
+    if backend == "mysql":
+        _configure_galera(engine, causal_reads)
+    return engine
+
+
+def _configure_galera(engine: Engine, causal_reads: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Asked of every new connection, not once per engine: the servers behind one URL (a load
+        # balancer, a VIP) may change. Plain MariaDB says wsrep_on OFF, MySQL has no such variable.
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("SHOW VARIABLES WHERE Variable_name IN ('wsrep_on', 'wsrep_provider', 'wsrep_sync_wait')")
+            found = {str(name).lower(): str(value) for name, value in cur.fetchall()}
+            galera = found.get("wsrep_on", "").upper() == "ON" and found.get("wsrep_provider", "none") != "none"
+            if galera and causal_reads:
+                # Galera applies other nodes' write sets asynchronously: without a causality wait a
+                # read may miss a row another server committed through another node a moment ago
+                # (measured: a port created right after its subnet got 404, or no address). Bit 1 makes
+                # each read wait until this node has applied everything committed before it; an
+                # operator's stronger setting (more bits) is kept.
+                sync_wait = int(found.get("wsrep_sync_wait") or 0) | 1
+                cur.execute(f"SET SESSION wsrep_sync_wait = {sync_wait}")
+        finally:
+            cur.close()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -70,8 +97,30 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
-_RETRY_MYSQL_CODES = {1213, 1205}  # deadlock, lock wait timeout
+# Deadlock; on Galera also a certification failure (another node committed a conflicting write set
+# first) or a local transaction aborted by a replicated one.
+_RETRY_MYSQL_CODES = {1213}
 _LOST_MYSQL_CODES = {2003, 2006, 2013, 2014, 2055, 1927}
+# The server answers but cannot take this transaction now; another server behind the load balancer
+# (or this one, later) can. Retrying here would only fail again.
+_NOT_READY_MYSQL_CODES = {
+    # ER_UNKNOWN_COM_ERROR: "WSREP has not yet prepared node for application use": the node is not in
+    # the primary component (quorum lost), or is still joining. Every statement touching a table gets it.
+    1047,
+    # ER_ERROR_DURING_COMMIT: the commit could not be replicated, e.g. "Got error 6 'No such device or
+    # address' during COMMIT" or "Error while appending streaming replication fragment (provider status:
+    # Not connected to Primary Component)" when quorum is lost while the transaction commits. The
+    # transaction is rolled back.
+    1180,
+    # ER_LOCK_WAIT_TIMEOUT: on Galera also what a causal read gets when the node cannot catch up within
+    # repl.causal_read_timeout (30 s; seen on a node whose applier was blocked). Elsewhere the statement
+    # already waited innodb_lock_wait_timeout (50 s). Either way, waiting as long again, up to db_retries
+    # times, would hold the client for minutes: tell it to come back (or go to another server).
+    1205,
+}
+# read_only_sql_transaction: a PostgreSQL hot standby (reached without target_session_attrs=read-write,
+# or a primary demoted under us) refuses writes.
+_NOT_READY_SQLSTATES = {"25006"}
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -91,8 +140,11 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def is_connection_lost(exc: BaseException) -> bool:
-    """The database went away or refused us: the client should come back later."""
+    """The database went away, refused us, or cannot take writes now (a Galera node without quorum, a
+    PostgreSQL standby): the client should come back later (503)."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if is_not_ready(exc):
         return True
     if not isinstance(exc, OperationalError):
         return False
@@ -115,3 +167,16 @@ def is_connection_lost(exc: BaseException) -> bool:
             "consuming input failed",
         )
     )
+
+
+def is_not_ready(exc: BaseException) -> bool:
+    """The server is up but not in a state to run this transaction (see the codes above)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    # psycopg raises read_only_sql_transaction as an InternalError, PyMySQL these codes as
+    # OperationalError: decide by code, whatever the class.
+    if getattr(orig, "sqlstate", None) in _NOT_READY_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _NOT_READY_MYSQL_CODES

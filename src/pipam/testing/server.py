@@ -21,7 +21,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, driver: str, log_path: Path, **settings: str) -> None:
+    def __init__(
+        self, url: str, driver: str, log_path: Path, command: list[str] | None = None, **settings: str
+    ) -> None:
+        """``command`` replaces ``pipam`` (a wrapper that patches something first, say); ``serve --port
+        P`` is appended to it."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PIPAM_DATABASE_URL": url, "PIPAM_IPAM_DRIVER": driver, "PIPAM_LOG_LEVEL": "WARNING"}
@@ -32,7 +36,10 @@ class Server:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen(
-            [PIPAM, "serve", "--port", str(self.port)], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [*(command or [PIPAM]), "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self._wait()
 
