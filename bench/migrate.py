@@ -190,6 +190,7 @@ def run_one(url: str, target: str, batch_size: int = 500) -> None:
                 "phases": timer.durations(),
                 "started": timer.marks[0][1],
                 "ended": timer.marks[-1][1],
+                "marks": timer.marks,
                 "fenced_seconds": report.fenced_seconds,
                 "replayed": report.replayed,
                 "peak_rss_mb": peak_mb,
@@ -239,11 +240,13 @@ def load_one(url: str, network_id: str, stop_file: str, out_file: str, live: int
 def write_pause(events: list[list[Any]], start: float, end: float) -> dict[str, float]:
     """The longest gap between two successful creates that touches [start, end], and p99 latency there."""
     done = sorted(e[1] for e in events if e[2] == "ok")
-    gaps = [b - a for a, b in itertools.pairwise(done) if b >= start and a <= end]
+    gaps = [(b - a, a) for a, b in itertools.pairwise(done) if b >= start and a <= end]
     during = sorted(e[1] - e[0] for e in events if e[2] == "ok" and start <= e[0] <= end)
     refused = sum(1 for e in events if e[2] != "ok" and start <= e[0] <= end)
+    longest, at = max(gaps, default=(0.0, start))
     return {
-        "longest_gap_s": max(gaps, default=0.0),
+        "longest_gap_s": longest,
+        "longest_gap_at_s": at - start,  # from the migration's start: compare with its phase marks
         "p99_ms": during[min(len(during) - 1, int(len(during) * 0.99))] * 1000 if during else 0.0,
         "creates": len(during),
         "refused": refused,

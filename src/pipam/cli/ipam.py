@@ -104,7 +104,7 @@ def migrate(
     dry_run: bool = typer.Option(False, "--dry-run", help="Preflight, plan and time estimate only; write nothing."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Subnets per transaction and checkpoint."),
     batch_addresses: int = typer.Option(
-        5000, "--batch-addresses", min=1, help="A copy transaction also stops at this many addresses."
+        2000, "--batch-addresses", min=1, help="A copy transaction also stops at this many addresses."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),

@@ -56,7 +56,7 @@ class Options:
     batch_size: int = 500
     # A copy batch also stops at this many addresses, so that each transaction stays short (on SQLite,
     # where one writer at a time, it is how long servers wait behind it).
-    batch_addresses: int = 5000
+    batch_addresses: int = 2000
     dry_run: bool = False
     on_conflict: str = "fail"  # or "adopt"
 
@@ -117,6 +117,9 @@ class Migrator:
         self.runner = Runner(engine, settings.db_retries)
         self.observer = observer or Silent()
         self.owner = state.new_owner()
+        # SQLite has one writer at a time, and a server waiting for the lock polls for it (every 100 ms
+        # at most): without a breath between batches the migration would take the lock back every time.
+        self.pause = 0.1 if engine.url.get_backend_name() == "sqlite" else 0.0
 
     def run_tx(self, fn: Callable[[Transaction], T], **kwargs: Any) -> T:
         return self.runner.run(fn, **kwargs)
@@ -415,6 +418,7 @@ class Migrator:
             checkpoint, size = done
             self.observer.advance(size)
             self.observer.checkpoint(f"after-batch-{batch_no}")
+            time.sleep(self.pause)
 
     # --- catch-up ------------------------------------------------------------------------------
 
@@ -483,6 +487,7 @@ class Migrator:
                 report.replayed += done
                 self.observer.advance(done)
                 pending -= done
+                time.sleep(self.pause)
                 if done == 0:
                     break
             pending = self.run_tx(lambda tx: state.journal_pending(tx.session), write=False)
