@@ -18,7 +18,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from pipam.errors import BadRequest, HTTPBadRequest, InvalidInput, MarkerNotFound
 from pipam.service.attributes import Invalid, Resource
-from pipam.service.policy import Caller
+from pipam.service.policy import Caller, can_read, visible_clause
 
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 
@@ -138,7 +138,7 @@ def list_items(
 ) -> Page:
     model = resource.model
     clauses, tag_filters = _where(resource, query.filters)
-    visible = caller.visibility(resource)
+    visible = visible_clause(caller, resource)
     if visible is not None:
         clauses.append(visible)
     if extra is not None:
@@ -168,7 +168,7 @@ def list_items(
 def _marker(session: Session, resource: Resource, marker_id: str, caller: Caller) -> Any:
     """A marker the caller may not see behaves exactly like one that does not exist."""
     obj = session.get(resource.model, marker_id) if len(marker_id) <= 36 and "\x00" not in marker_id else None
-    if obj is None or not caller.can_see(obj, resource):
+    if obj is None or not can_read(session, caller, resource, obj):
         raise MarkerNotFound(f"Marker {marker_id[:64]} could not be found.")
     return obj
 
