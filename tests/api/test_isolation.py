@@ -6,11 +6,15 @@ PostgreSQL. Each test is one item of issue 16; the rules are the table in docs/s
 from __future__ import annotations
 
 import json
+import select
+import socket
+import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,6 +27,7 @@ from tests.api.wire import err, ok
 from tests.databases import fresh_url
 from tests.server import Server
 
+T = TypeVar("T")
 TOKENS = {"tok-a": "proj-a", "tok-b": "proj-b", "tok-ops": "proj-ops"}
 ADMIN_TOKEN = "admin-tok"
 COLLECTIONS = ("networks", "subnets", "ports", "subnetpools", "network-ip-availabilities")
@@ -455,3 +460,117 @@ def test_access_log_records_the_tokens_project(guarded, scene):
     assert found[claimed.headers["x-openstack-request-id"]]["project"] == "proj-a"
     assert found[plain.headers["x-openstack-request-id"]]["project"] == "proj-a"
     assert found[anon.headers["x-openstack-request-id"]]["project"] == ""
+
+
+# --- 4. bodies are counted while they stream; 7. health checks say nothing of the database ---------
+
+
+@pytest.fixture
+def lone(tmp_path) -> Iterator[Server]:
+    """A server of its own on SQLite (what these tests measure does not depend on the database)."""
+    srv = Server(
+        f"sqlite:///{tmp_path}/lone.db",
+        "internal",
+        tmp_path / "serve.log",
+        api_token=ADMIN_TOKEN,
+        project_tokens=json.dumps(TOKENS),
+    )
+    yield srv
+    srv.stop()
+
+
+def rss(pid: int) -> int:
+    """Resident memory of a process in bytes, from /proc."""
+    for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: SIM115
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def chunked_post(server: Server, path: str, token: str | None, total: int, chunk: int = 1 << 20) -> tuple[int, int]:
+    """Send ``total`` bytes to ``path`` ("METHOD /path") as a chunked body (no Content-Length), as a
+    hostile client does: sending on after the answer, until the server stops reading; returns (status,
+    bytes sent)."""
+    head = [f"{path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "Transfer-Encoding: chunked"]
+    head += [f"X-Auth-Token: {token}"] if token else []
+    piece = f"{chunk:x}\r\n".encode() + b"x" * chunk + b"\r\n"
+    sent = 0
+    reply = b""
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.settimeout(5)
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        try:
+            while sent < total:
+                if select.select([s], [], [], 0)[0]:
+                    reply += s.recv(65536)  # the answer may come long before the body ends
+                s.sendall(piece)
+                sent += chunk
+        except OSError:
+            pass  # the server stopped reading (a timeout) or closed the connection
+        s.settimeout(10)
+        try:
+            while b"\r\n" not in reply:
+                data = s.recv(65536)
+                if not data:
+                    break
+                reply += data
+        except OSError:
+            pass
+    status = int(reply.split(b" ")[1]) if reply.startswith(b"HTTP/1.1 ") else 0
+    return status, sent
+
+
+def peak_rss_during(pid: int, fn: Callable[[], T]) -> tuple[T, int]:
+    """``fn()`` and the highest RSS of process ``pid`` seen while it ran (sampled every 2 ms)."""
+    peak = rss(pid)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss(pid))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        sampler.join()
+    return result, peak
+
+
+def test_chunked_body_is_refused_without_being_held(lone):
+    pid = lone.proc.pid
+    with client(lone, "tok-a") as a:
+        for _ in range(20):  # warm up: imports, the connection pool, the first transactions
+            ok(a.post("/v2.0/networks", json={"network": {"name": "warm"}}), 201)
+            ok(a.get("/v2.0/networks"))
+    idle = max(rss(pid) for _ in range(20))
+    cases = [
+        ("POST /v2.0/networks", None, 401),
+        ("POST /v2.0/networks", "tok-a", 413),
+        ("POST /v2.0/ports", ADMIN_TOKEN, 413),
+        (f"PUT /v2.0/networks/{uuid.uuid4()}/tags", "tok-a", 413),
+        ("POST /v2.0/no-such-thing", None, 404),
+    ]
+    for path, token, status in cases:
+        (got, sent), peak = peak_rss_during(pid, lambda p=path, t=token: chunked_post(lone, p, t, 400 << 20))
+        grew = (peak - idle) >> 10
+        print(f"{path} token={token}: {got} after {sent >> 20} MiB sent; RSS idle {idle >> 20} MiB, peak +{grew} KiB")
+        assert got == status, (token, got, sent)
+        assert peak - idle < 8 << 20, f"server RSS grew {(peak - idle) >> 20} MiB over {idle >> 20} MiB idle"
+        assert sent < 64 << 20, f"the server read on to {sent >> 20} MiB"  # it stopped, not just discarded
+    with client(lone, "tok-a") as a:
+        ok(a.get("/v2.0/networks"))  # and it still serves
+
+
+def test_healthz_does_not_show_database_errors(lone, tmp_path):
+    ok(httpx.get(f"{lone.base}/healthz"))
+    with sqlite3.connect(tmp_path / "lone.db") as conn:
+        conn.execute("DROP TABLE ipam_state")
+    resp = httpx.get(f"{lone.base}/healthz")
+    assert resp.status_code == 503
+    assert resp.json()["reason"] == "database unavailable"
+    assert "ipam_state" not in resp.text and "table" not in resp.text.lower()
