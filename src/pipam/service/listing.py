@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, false, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -118,6 +118,8 @@ def _beyond(column: Any, desc: bool, value: Any) -> ColumnElement[bool]:
     if value is None:
         # NULL is the first value going up (everything non-NULL follows) and the last going down.
         return false() if desc else column.is_not(None)
+    if isinstance(value, bool):
+        value = literal(value)  # SQLAlchemy refuses < and > with a bare True/False
     if desc:
         after = column < value
         return or_(after, column.is_(None)) if _nullable(column) else after
