@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -87,12 +88,9 @@ def make(c: httpx.Client, singular: str, status: int = 201, **body: Any) -> dict
     return ok(c.post(f"/v2.0/{singular}s", json={singular: body}), status)[singular]  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def scene(guarded: Guarded) -> Iterator[Scene]:
-    db = Database(load_settings(database_url=guarded.url, ipam_driver="internal"))
-    reset(db.engine, "internal")
-    db.dispose()
-    srv = guarded.server
+@contextmanager
+def staged(srv: Server) -> Iterator[Scene]:
+    """The scene, made through the API on a running server."""
     with (
         client(srv, "tok-a") as a,
         client(srv, "tok-b") as b,
@@ -123,6 +121,15 @@ def scene(guarded: Guarded) -> Iterator[Scene]:
             a_net,
             a_subnet,
         )
+
+
+@pytest.fixture
+def scene(guarded: Guarded) -> Iterator[Scene]:
+    db = Database(load_settings(database_url=guarded.url, ipam_driver="internal"))
+    reset(db.engine, "internal")
+    db.dispose()
+    with staged(guarded.server) as made:
+        yield made
 
 
 def same_as_unknown(hidden: httpx.Response, unknown: httpx.Response, hidden_id: str, unknown_id: str) -> None:
