@@ -8,11 +8,13 @@ and ports) and the project owning its network. ``RULES`` holds Neutron's default
 gets Neutron's ``default`` (admin or owner; readable when shared if it has a ``shared`` flag), and an
 attribute its definition marks ``admin_only`` is admin only to set, as Neutron's attribute rules are.
 
-Hiding, as Neutron does it: a resource the caller may not read answers exactly as an unknown id does
-(same status, type and message), in shows, lists, markers, references and refused changes; a change
-refused on a resource the caller *can* read answers 403 ``PolicyNotAuthorized``; so does a refused
-create. Resource modules call ``get_visible``, ``fetch`` + ``authorize`` and ``authorize_create``;
-nothing else decides ownership.
+Hiding follows Neutron's 404-versus-403, made stricter: a resource the caller may not read answers
+exactly as an unknown id does (same status, type and message; Neutron's generic "HTTPNotFound" would
+tell the two apart), in shows, lists, markers, references and refused changes; a change refused on a
+resource the caller *can* read answers 403 ``PolicyNotAuthorized``; so does a refused create.
+
+Resource modules call ``get_visible``, ``fetch`` + ``authorize`` and ``authorize_create``, listing
+calls ``visible_clause`` and ``can_read``: nothing else decides ownership.
 """
 
 from __future__ import annotations
@@ -92,19 +94,14 @@ def new_target(project_id: str, network: Network | None = None, fields: Mapping[
 class Rule:
     """A check on (caller, target); rules that decide reads also give the same answer as SQL."""
 
-    text = ""
-
     def allows(self, caller: Caller, target: Target) -> bool:
         raise NotImplementedError
 
     def where(self, caller: Caller, resource: Resource) -> ColumnElement[bool]:
-        raise TypeError(f"rule {self.text} cannot filter a list")
+        raise TypeError(f"{type(self).__name__} cannot filter a list")
 
     def __or__(self, other: Rule) -> Rule:
         return AnyOf((*_parts(self), *_parts(other)))
-
-    def __str__(self) -> str:
-        return self.text
 
 
 def _parts(rule: Rule) -> tuple[Rule, ...]:
@@ -115,10 +112,6 @@ def _parts(rule: Rule) -> tuple[Rule, ...]:
 class AnyOf(Rule):
     rules: tuple[Rule, ...]
 
-    @property
-    def text(self) -> str:  # type: ignore[override]
-        return " or ".join(r.text for r in self.rules)
-
     def allows(self, caller: Caller, target: Target) -> bool:
         return any(r.allows(caller, target) for r in self.rules)
 
@@ -127,8 +120,6 @@ class AnyOf(Rule):
 
 
 class _Admin(Rule):
-    text = "admin"
-
     def allows(self, caller: Caller, target: Target) -> bool:
         return caller.admin
 
@@ -137,8 +128,6 @@ class _Admin(Rule):
 
 
 class _Owner(Rule):
-    text = "owner"
-
     def allows(self, caller: Caller, target: Target) -> bool:
         return bool(caller.project_id) and target.project_id == caller.project_id
 
@@ -149,8 +138,6 @@ class _Owner(Rule):
 
 
 class _NetworkOwner(Rule):
-    text = "network owner"
-
     def allows(self, caller: Caller, target: Target) -> bool:
         return bool(caller.project_id) and target.network_owner == caller.project_id
 
@@ -162,8 +149,6 @@ class _NetworkOwner(Rule):
 
 
 class _Shared(Rule):
-    text = "shared"
-
     def allows(self, caller: Caller, target: Target) -> bool:
         return target.shared
 
@@ -178,8 +163,6 @@ class _Shared(Rule):
 
 class _NotNetworkDevice(Rule):
     """Neutron's ``not rule:network_device``: the port's device_owner does not start with ``network:``."""
-
-    text = "device_owner not network:*"
 
     def allows(self, caller: Caller, target: Target) -> bool:
         return not str(target.fields.get("device_owner") or "").startswith("network:")
