@@ -9,7 +9,7 @@ import pytest
 
 from pipam.service import availability, policy
 from pipam.service.policy import ADMIN, Caller, Target, decide
-from pipam.service.resources import discover
+from pipam.service.resources import discover, networks
 
 DOC = Path(__file__).parents[1] / "docs" / "security.md"
 
@@ -51,3 +51,15 @@ def test_hidden_and_forbidden_follow_readability():
     status, failed = decide(me, "create", "port", on_shared, ["device_owner"])
     assert (status, failed) == (policy.FORBIDDEN, ["create_port:device_owner"])
     assert decide(me, "create", "port", Target("p", network_owner="p", fields=router), ["device_owner"])[0] == 200
+
+
+def test_rules_without_a_row_fall_back_to_neutrons_default():
+    """A rule the table lacks (names here are not in it) is decided from the resource's definition."""
+    definition = networks.DEFINITION
+    me = Caller("p", restricted=True)
+    action = policy.rule("frob_network", definition)
+    assert action is not None and action.allows(me, Target("p")) and not action.allows(me, Target("q"))
+    assert definition.by_name["shared"].admin_only
+    admin_only = policy.rule("frob_network:shared", definition)
+    assert admin_only is not None and not admin_only.allows(me, Target("p"))
+    assert policy.rule("frob_network:name", definition) is None

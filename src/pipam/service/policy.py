@@ -240,7 +240,8 @@ def rule(name: str, resource: Resource | None = None) -> Rule | None:
         if action == f"get_{resource.singular}" and resource.shared_column:
             return ADMIN_ONLY | OWNER | SHARED
         return ADMIN_ONLY | OWNER
-    attr = resource.by_name.get(attribute.split(":")[0])
+    # the attribute itself (names may hold ':', router:external), else the one a sub-rule refines
+    attr = resource.by_name.get(attribute) or resource.by_name.get(attribute.split(":")[0])
     return ADMIN_ONLY if attr is not None and attr.admin_only else None
 
 
