@@ -164,6 +164,20 @@ def test_pagination_walks_every_item_once(api):
     err(api.get("/v2.0/networks?marker=00000000-0000-0000-0000-000000000000"), 404)
 
 
+def test_pagination_by_a_boolean_key(api):
+    """A marker compared on a boolean column (found by tests/api/test_isolation_property.py: a 500)."""
+    for name, shared in (("a", True), ("b", False), ("c", True), ("d", False)):
+        mk(api, "network", name=name, shared=shared)
+    for direction, order in (("asc", ["b", "d", "a", "c"]), ("desc", ["a", "c", "b", "d"])):
+        url = f"/v2.0/networks?limit=1&sort_key=shared&sort_dir={direction}&sort_key=name&sort_dir=asc"
+        seen = []
+        while url:
+            body = ok(api.get(url))
+            seen += [n["name"] for n in body["networks"]]
+            url = next((link["href"] for link in body.get("networks_links", []) if link["rel"] == "next"), None)
+        assert seen == order, direction
+
+
 def test_port_fixed_ips_filter(api):
     net = mk(api, "network", name="n")
     sub = mk(api, "subnet", network_id=net["id"], ip_version=4, cidr="10.0.0.0/24")

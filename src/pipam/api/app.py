@@ -42,24 +42,31 @@ class RequestGuard:
         status = 500
         too_large = f"Request body is larger than the limit of {self.max_body} bytes."
         seen = 0
+        length = _header(scope, b"content-length")
+        # A body the app answers without reading to its end (no token, too large) is not read on either:
+        # the connection is closed after the answer instead of draining whatever the client still sends.
+        unread = (length not in (None, "0")) or _header(scope, b"transfer-encoding") is not None
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, unread
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
                     raise HTTPRequestEntityTooLarge(too_large)
+                unread = unread and message.get("more_body", False)
             return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-openstack-request-id", request_id.encode())]
+                extra = [(b"x-openstack-request-id", request_id.encode())]
+                if unread:
+                    extra.append((b"connection", b"close"))
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        length = _header(scope, b"content-length")
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 raise HTTPRequestEntityTooLarge(too_large)

@@ -37,3 +37,8 @@ def caller_of(request: Request) -> Caller:
         raise HTTPUnauthorized("Authentication required: send a valid X-Auth-Token.")
     request.state.caller = caller
     return caller
+
+
+async def authenticated(request: Request) -> None:
+    """A router dependency: the token is checked before an endpoint reads any of the body."""
+    caller_of(request)

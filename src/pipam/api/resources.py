@@ -6,10 +6,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from pipam.api.context import caller_of, database_of
+from pipam.api.context import authenticated, caller_of, database_of
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import render
 from pipam.errors import HTTPBadRequest, TagNotFound
@@ -64,7 +64,9 @@ def _single(body: Any, definition: Resource) -> dict[str, Any]:
 
 def router_for(module: ResourceModule) -> APIRouter:
     definition = module.DEFINITION
-    router = APIRouter(prefix=f"/v2.0/{definition.plural}", tags=[definition.plural])
+    router = APIRouter(
+        prefix=f"/v2.0/{definition.plural}", tags=[definition.plural], dependencies=[Depends(authenticated)]
+    )
 
     @router.get("", summary=f"List {definition.plural}")
     async def list_(request: Request) -> Any:
@@ -74,7 +76,7 @@ def router_for(module: ResourceModule) -> APIRouter:
 
         def run(u: UnitOfWork) -> dict[str, Any]:
             page = list_items(u.session, definition, query, caller)
-            items = [render(definition, obj, fields) for obj in page.items]
+            items = [render(definition, obj, fields, caller) for obj in page.items]
             return page_body(
                 definition.plural, items, links(base, query, fields, [o.id for o in page.items], page.full)
             )
@@ -102,13 +104,13 @@ def router_for(module: ResourceModule) -> APIRouter:
 
             def bulk(u: UnitOfWork) -> list[dict[str, Any]]:
                 made = [module.create(u, r, caller) for r in reqs]  # all or nothing
-                return [render(definition, obj) for obj in made]
+                return [render(definition, obj, caller=caller) for obj in made]
 
             return {definition.plural: await run_in_threadpool(db.run, bulk)}
         req = definition.create_request(_single(body, definition), admin=caller.admin)
         return {
             definition.singular: await run_in_threadpool(
-                db.run, lambda u: render(definition, module.create(u, req, caller))
+                db.run, lambda u: render(definition, module.create(u, req, caller), caller=caller)
             )
         }
 
@@ -118,7 +120,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         fields = fields_of(request)
 
         def fetch(u: UnitOfWork) -> dict[str, Any]:
-            return render(definition, get_visible(u.session, definition, item_id, caller), fields)
+            return render(definition, get_visible(u.session, definition, item_id, caller), fields, caller)
 
         return {definition.singular: await run_in_threadpool(db.run, fetch, write=False)}
 
@@ -128,7 +130,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         req = definition.update_request(_single(await json_body(request), definition), admin=caller.admin)
         return {
             definition.singular: await run_in_threadpool(
-                db.run, lambda u: render(definition, module.update(u, item_id, req, caller))
+                db.run, lambda u: render(definition, module.update(u, item_id, req, caller), caller=caller)
             )
         }
 
@@ -163,10 +165,10 @@ def _tag_routes(router: APIRouter, module: ResourceModule) -> None:
 
     @router.put("/{item_id}/tags", summary=f"Replace the tags of a {definition.singular}")
     async def put_tags(item_id: str, request: Request) -> Any:
+        db, caller = database_of(request), caller_of(request)
         body = await json_body(request)
         if not isinstance(body, dict) or set(body) != {"tags"} or not isinstance(body["tags"], list):
             raise HTTPBadRequest('Request body must be {"tags": [...]}.')
-        db, caller = database_of(request), caller_of(request)
         return {"tags": await run_in_threadpool(db.run, change(caller, item_id, lambda _: body["tags"]))}
 
     @router.put("/{item_id}/tags/{tag}", status_code=201, summary=f"Add a tag to a {definition.singular}")

@@ -98,10 +98,11 @@ class Subnet(StandardAttrs, Base):
 
 
 class SubnetId(Base):
-    """A second, read-only mapping of ``subnets``: just the id and the network."""
+    """A second, read-only mapping of ``subnets``: the id, the network and the project (which callers
+    may read it)."""
 
     __table__ = Subnet.__table__
-    __mapper_args__ = {"include_properties": ["id", "network_id"]}
+    __mapper_args__ = {"include_properties": ["id", "network_id", "project_id"]}
 
 
 class IPAllocationPool(Base):

@@ -378,6 +378,8 @@ class Attr:
     admin_only: bool = False  # only an admin may set it (Neutron's policy on the attribute)
     alias_of: str | None = None  # another name for the same attribute (tenant_id for project_id)
     read: Callable[[Any], Any] | None = None  # how to read it from the domain object (default: getattr)
+    # how to read it for one caller, when a caller may not see all of it (a network's subnets)
+    read_for: Callable[[Any, Any], Any] | None = None
     column: str | None = None  # the model's column for filters and sorts, when not ``field``
 
     @property
@@ -389,7 +391,9 @@ class Attr:
     def column_name(self) -> str:
         return self.column or self.field
 
-    def value_of(self, obj: Any) -> Any:
+    def value_of(self, obj: Any, caller: Any = None) -> Any:
+        if self.read_for is not None and caller is not None:
+            return self.read_for(obj, caller)
         return self.read(obj) if self.read is not None else getattr(obj, self.field)
 
 

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, false, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from pipam.errors import BadRequest, HTTPBadRequest, InvalidInput, MarkerNotFound
 from pipam.service.attributes import Invalid, Resource
-from pipam.service.policy import Caller
+from pipam.service.policy import Caller, can_read, visible_clause
 
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 
@@ -118,6 +118,8 @@ def _beyond(column: Any, desc: bool, value: Any) -> ColumnElement[bool]:
     if value is None:
         # NULL is the first value going up (everything non-NULL follows) and the last going down.
         return false() if desc else column.is_not(None)
+    if isinstance(value, bool):
+        value = literal(value)  # SQLAlchemy refuses < and > with a bare True/False
     if desc:
         after = column < value
         return or_(after, column.is_(None)) if _nullable(column) else after
@@ -138,7 +140,7 @@ def list_items(
 ) -> Page:
     model = resource.model
     clauses, tag_filters = _where(resource, query.filters)
-    visible = caller.visibility(resource)
+    visible = visible_clause(caller, resource)
     if visible is not None:
         clauses.append(visible)
     if extra is not None:
@@ -168,7 +170,7 @@ def list_items(
 def _marker(session: Session, resource: Resource, marker_id: str, caller: Caller) -> Any:
     """A marker the caller may not see behaves exactly like one that does not exist."""
     obj = session.get(resource.model, marker_id) if len(marker_id) <= 36 and "\x00" not in marker_id else None
-    if obj is None or not caller.can_see(obj, resource):
+    if obj is None or not can_read(session, caller, resource, obj):
         raise MarkerNotFound(f"Marker {marker_id[:64]} could not be found.")
     return obj
 

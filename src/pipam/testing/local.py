@@ -31,13 +31,13 @@ def module(kind: str) -> ResourceModule:
 def create(u: UnitOfWork, kind: str, body: dict[str, Any], caller: Caller = ADMIN) -> dict[str, Any]:
     m = module(kind)
     req = m.DEFINITION.create_request(body, admin=caller.admin)
-    return render(m.DEFINITION, m.create(u, req, caller))
+    return render(m.DEFINITION, m.create(u, req, caller), caller=caller)
 
 
 def update(u: UnitOfWork, kind: str, item_id: str, body: dict[str, Any], caller: Caller = ADMIN) -> dict[str, Any]:
     m = module(kind)
     req = m.DEFINITION.update_request(body, admin=caller.admin)
-    return render(m.DEFINITION, m.update(u, item_id, req, caller))
+    return render(m.DEFINITION, m.update(u, item_id, req, caller), caller=caller)
 
 
 def delete(u: UnitOfWork, kind: str, item_id: str, caller: Caller = ADMIN) -> None:
@@ -68,7 +68,9 @@ class LocalClient:
 
     def show(self, kind: str, item_id: str) -> dict[str, Any]:
         m = module(kind)
-        return self.db.run(lambda u: render(m.DEFINITION, m.get(u, item_id, self.caller)), write=False)
+        return self.db.run(
+            lambda u: render(m.DEFINITION, m.get(u, item_id, self.caller), caller=self.caller), write=False
+        )
 
     def verify(self) -> Comparison:
         """``pipam ipam verify`` of the active backend."""

@@ -9,8 +9,29 @@ from pipam.errors import NetworkInUse, NetworkNotFound
 from pipam.service.attributes import Attr, Bool, Int, ListOf, Request, Resource, Str, Uuid, standard_attributes
 from pipam.service.common import new_standard, touch, update_standard
 from pipam.service.database import UnitOfWork
-from pipam.service.policy import ADMIN, Caller, get_visible, require_owner
+from pipam.service.policy import (
+    ADMIN,
+    Caller,
+    Target,
+    authorize,
+    authorize_create,
+    check,
+    fetch,
+    get_visible,
+    new_target,
+    sent_attributes,
+)
 from pipam.service.removal import remove_subnet
+
+
+def _subnets_for(net: Network, caller: Caller) -> list[str]:
+    """The ids of the network's subnets the caller may read (a subnet is its network's child)."""
+    if caller.admin:
+        return [s.id for s in net.subnet_ids]
+    return [
+        s.id for s in net.subnet_ids if check(caller, "get_subnet", Target(s.project_id, net.shared, net.project_id))
+    ]
+
 
 DEFINITION = Resource(
     singular="network",
@@ -24,7 +45,7 @@ DEFINITION = Resource(
         Attr("shared", Bool(), post=True, put=True, default=False, filter=True, sort=True, admin_only=True),
         Attr("status", Str(16), filter=True, sort=True),
         Attr("mtu", Int(68, 65535), post=True, put=True, default=1500, filter=True, sort=True),
-        Attr("subnets", ListOf(Uuid()), read=lambda net: [s.id for s in net.subnet_ids]),
+        Attr("subnets", ListOf(Uuid()), read=lambda net: [s.id for s in net.subnet_ids], read_for=_subnets_for),
     ),
 )
 
@@ -36,6 +57,7 @@ def get(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN, *, for_update:
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Network:
     net = Network()
     new_standard(net, req, caller)
+    authorize_create(caller, DEFINITION, new_target(net.project_id), sent_attributes(DEFINITION, req))
     net.admin_state_up = req["admin_state_up"]
     net.shared = req["shared"]
     net.mtu = req["mtu"]
@@ -46,8 +68,8 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Network:
 
 
 def update(uow: UnitOfWork, network_id: str, req: Request, caller: Caller = ADMIN) -> Network:
-    net = get(uow, network_id, caller, for_update=True)
-    require_owner(net, DEFINITION, caller)
+    net = fetch(uow.session, DEFINITION, network_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "update", net, sent_attributes(DEFINITION, req))
     update_standard(net, req)
     for key in ("admin_state_up", "shared", "mtu"):
         if key in req:
@@ -58,8 +80,8 @@ def update(uow: UnitOfWork, network_id: str, req: Request, caller: Caller = ADMI
 
 
 def delete(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> None:
-    net = get(uow, network_id, caller, for_update=True)
-    require_owner(net, DEFINITION, caller)
+    net = fetch(uow.session, DEFINITION, network_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "delete", net)
     if uow.session.scalar(select(exists().where(Port.network_id == network_id))):
         raise NetworkInUse(
             f"Unable to complete operation on network {network_id}. "

@@ -36,7 +36,16 @@ from pipam.service.attributes import (
 )
 from pipam.service.common import new_standard, touch, update_standard
 from pipam.service.database import UnitOfWork
-from pipam.service.policy import ADMIN, Caller, get_visible, require_owner
+from pipam.service.policy import (
+    ADMIN,
+    Caller,
+    authorize,
+    authorize_create,
+    fetch,
+    get_visible,
+    new_target,
+    sent_attributes,
+)
 from pipam.service.resources import networks, subnets
 
 MAX_FIXED_IPS = 20
@@ -97,8 +106,18 @@ def _is_router(device_owner: str) -> bool:
     return device_owner.startswith("network:router")
 
 
+def _policy_attributes(req: Request) -> list[str]:
+    """The attributes a request sets, and which parts of fixed_ips it names (each has a rule)."""
+    names = sent_attributes(DEFINITION, req)
+    entries = req.get("fixed_ips") or []
+    for part in ("subnet_id", "ip_address"):
+        if any(e.get(part) is not None for e in entries):
+            names.append(f"fixed_ips:{part}")
+    return names
+
+
 def _wanted(
-    uow: UnitOfWork, entries: list[dict[str, Any]], network_id: str, device_owner: str, mac: str
+    uow: UnitOfWork, entries: list[dict[str, Any]], network_id: str, device_owner: str, mac: str, caller: Caller
 ) -> list[Wanted]:
     """Each ``fixed_ips`` entry as a typed address request on one subnet of the port's network."""
     on_network: list[Subnet] | None = None
@@ -107,7 +126,7 @@ def _wanted(
     for entry in entries:
         ip = entry.get("ip_address")
         if entry.get("subnet_id") is not None:
-            subnet = subnets.on_network(uow, entry["subnet_id"], network_id)
+            subnet = subnets.on_network(uow, entry["subnet_id"], network_id, caller)
             if ip is not None and (ip.version != subnet.ip_version or ip not in ipaddress.ip_network(subnet.cidr)):
                 raise InvalidIpForSubnet(str(ip))
         elif ip is not None:
@@ -186,6 +205,8 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
     network = networks.get(uow, req["network_id"], caller)
     port = Port()
     new_standard(port, req, caller)
+    target = new_target(port.project_id, network, {"device_owner": req["device_owner"]})
+    authorize_create(caller, DEFINITION, target, _policy_attributes(req))
     port.network_id = network.id
     port.mac_address = _mac(uow, req, network.id)
     port.admin_state_up = req["admin_state_up"]
@@ -194,7 +215,7 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
     port.status = "DOWN"
     wanted = None
     if req.get("fixed_ips") is not None:
-        wanted = _wanted(uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address)
+        wanted = _wanted(uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller)
     uow.session.add(port)
     uow.session.flush()
     if wanted is None:
@@ -206,15 +227,15 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
 
 
 def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) -> Port:
-    port = get(uow, port_id, caller, for_update=True)
-    require_owner(port, DEFINITION, caller)
+    port = fetch(uow.session, DEFINITION, port_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "update", port, _policy_attributes(req), req)
     update_standard(port, req)
     for key in ("admin_state_up", "device_id", "device_owner"):
         if key in req:
             setattr(port, key, req[key])
     if req.get("fixed_ips") is not None:
         _change_fixed_ips(
-            uow, port, _wanted(uow, req["fixed_ips"], port.network_id, port.device_owner, port.mac_address)
+            uow, port, _wanted(uow, req["fixed_ips"], port.network_id, port.device_owner, port.mac_address, caller)
         )
     touch(port)
     uow.session.flush()
@@ -246,8 +267,9 @@ def _change_fixed_ips(uow: UnitOfWork, port: Port, wanted: list[Wanted]) -> None
 
 
 def delete(uow: UnitOfWork, port_id: str, caller: Caller = ADMIN) -> None:
-    port = get(uow, port_id, caller, for_update=True)
-    require_owner(port, DEFINITION, caller)
+    # The network's owner may delete any port on it (Neutron's delete_port), even one it cannot read.
+    port = fetch(uow.session, DEFINITION, port_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "delete", port)
     held = [Held(a.subnet_id, a.ip_address, port.id) for a in port.fixed_ips]
     if held:
         uow.addresses.release(held)

@@ -24,7 +24,16 @@ from pipam.service import prefix_blocks
 from pipam.service.attributes import Attr, Bool, Cidr, Int, ListOf, Request, Resource, Uuid, standard_attributes
 from pipam.service.common import new_standard, touch, update_standard
 from pipam.service.database import UnitOfWork
-from pipam.service.policy import ADMIN, Caller, get_visible, require_owner
+from pipam.service.policy import (
+    ADMIN,
+    Caller,
+    authorize,
+    authorize_create,
+    fetch,
+    get_visible,
+    new_target,
+    sent_attributes,
+)
 
 MAX_PREFIXES = 1000
 
@@ -91,6 +100,7 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> SubnetPool:
     nets = _merged(req["prefixes"])
     pool = SubnetPool()
     new_standard(pool, req, caller)
+    authorize_create(caller, DEFINITION, new_target(pool.project_id), sent_attributes(DEFINITION, req))
     pool.ip_version = nets[0].version
     pool.min_prefixlen = pool.max_prefixlen = pool.default_prefixlen = None  # type: ignore[assignment]
     _bounds(pool, req, nets)
@@ -106,8 +116,8 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> SubnetPool:
 
 
 def update(uow: UnitOfWork, pool_id: str, req: Request, caller: Caller = ADMIN) -> SubnetPool:
-    pool = get(uow, pool_id, caller, for_update=True)
-    require_owner(pool, DEFINITION, caller)
+    pool = fetch(uow.session, DEFINITION, pool_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "update", pool, sent_attributes(DEFINITION, req))
     update_standard(pool, req)
     nets = [ipaddress.ip_network(p.cidr) for p in pool.prefixes]
     if "prefixes" in req:
@@ -132,8 +142,8 @@ def update(uow: UnitOfWork, pool_id: str, req: Request, caller: Caller = ADMIN) 
 
 
 def delete(uow: UnitOfWork, pool_id: str, caller: Caller = ADMIN) -> None:
-    pool = get(uow, pool_id, caller, for_update=True)
-    require_owner(pool, DEFINITION, caller)
+    pool = fetch(uow.session, DEFINITION, pool_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "delete", pool)
     if uow.session.scalar(select(exists().where(Subnet.subnetpool_id == pool_id))):
         raise SubnetPoolInUse(f"Subnet pool {pool_id} is in use by one or more subnets.")
     uow.session.execute(sql_delete(SubnetPoolFreeBlock).where(SubnetPoolFreeBlock.subnetpool_id == pool_id))

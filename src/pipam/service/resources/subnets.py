@@ -29,7 +29,18 @@ from pipam.service.attributes import (
 )
 from pipam.service.common import new_standard, touch, update_standard
 from pipam.service.database import UnitOfWork
-from pipam.service.policy import ADMIN, Caller, get_visible, require_owner
+from pipam.service.policy import (
+    ADMIN,
+    Caller,
+    authorize,
+    authorize_create,
+    can_read,
+    fetch,
+    get_visible,
+    new_target,
+    sent_attributes,
+    visible_clause,
+)
 from pipam.service.pools import default_pools, pools_of, validate_pools
 from pipam.service.removal import remove_subnet
 from pipam.service.resources import networks, subnetpools
@@ -125,9 +136,10 @@ def _pick_cidr(uow: UnitOfWork, req: Request, caller: Caller) -> tuple[IPNetwork
     version = req.get("ip_version")
     pool_id = req.get("subnetpool_id")
     if pool_id is None and req["use_default_subnetpool"]:
-        pool_id = uow.session.scalar(
-            select(SubnetPool.id).where(SubnetPool.is_default.is_(True), SubnetPool.ip_version == (version or 4))
-        )
+        # Only a default pool the caller may read: another project's private default is not its default.
+        readable = visible_clause(caller, subnetpools.DEFINITION)
+        stmt = select(SubnetPool.id).where(SubnetPool.is_default.is_(True), SubnetPool.ip_version == (version or 4))
+        pool_id = uow.session.scalar(stmt if readable is None else stmt.where(readable))
         if pool_id is None:
             raise InvalidInput(f"No default subnet pool for IPv{version or 4} exists.")
     if pool_id is None:
@@ -163,6 +175,8 @@ def _pool_rows(subnet_id: str, pools: list[Pool]) -> list[IPAllocationPool]:
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
     # Locked: subnets of one network are checked for overlap, which two concurrent creates must not skip.
     network = networks.get(uow, req["network_id"], caller, for_update=True)
+    project = caller.owner_for(req)
+    authorize_create(caller, DEFINITION, new_target(project, network), sent_attributes(DEFINITION, req))
     net, pool = _pick_cidr(uow, req, caller)
     _check_overlap(uow, network.id, net)
     gateway = _gateway(req, net, net.network_address + 1 if net.num_addresses > 2 else None)
@@ -203,8 +217,8 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
 
 
 def update(uow: UnitOfWork, subnet_id: str, req: Request, caller: Caller = ADMIN) -> Subnet:
-    subnet = get(uow, subnet_id, caller, for_update=True)
-    require_owner(subnet, DEFINITION, caller)
+    subnet = fetch(uow.session, DEFINITION, subnet_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "update", subnet, sent_attributes(DEFINITION, req))
     net = ipaddress.ip_network(subnet.cidr)
     update_standard(subnet, req)
     current_gw = ipaddress.ip_address(subnet.gateway_ip) if subnet.gateway_ip else None
@@ -235,16 +249,17 @@ def update(uow: UnitOfWork, subnet_id: str, req: Request, caller: Caller = ADMIN
 
 
 def delete(uow: UnitOfWork, subnet_id: str, caller: Caller = ADMIN) -> None:
-    subnet = get(uow, subnet_id, caller, for_update=True)
-    require_owner(subnet, DEFINITION, caller)
+    subnet = fetch(uow.session, DEFINITION, subnet_id, for_update=True)
+    authorize(uow.session, caller, DEFINITION, "delete", subnet)
     networks.get(uow, subnet.network_id, for_update=True)
     remove_subnet(uow, subnet)
 
 
-def on_network(uow: UnitOfWork, subnet_id: str, network_id: str) -> Subnet:
-    """A subnet a port names in its fixed_ips: it must be on the port's network."""
-    subnet = uow.session.get(Subnet, subnet_id)
-    if subnet is None:
+def on_network(uow: UnitOfWork, subnet_id: str, network_id: str, caller: Caller = ADMIN) -> Subnet:
+    """A subnet a port names in its fixed_ips: one the caller may read (others are unknown ids), on
+    the port's network."""
+    subnet = fetch(uow.session, DEFINITION, subnet_id)
+    if not can_read(uow.session, caller, DEFINITION, subnet):
         raise DEFINITION.missing(subnet_id)
     if subnet.network_id != network_id:
         raise InvalidInput(
