@@ -8,8 +8,14 @@ from typing import Any
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 
-from pipam.db.models import IPAllocationPool, Network, Port, Subnet, SubnetPool
-from pipam.errors import BadRequest, InvalidInput, SubnetNotFound
+from pipam.db.models import IPAllocationPool, Network, PoolScope, Port, Subnet, SubnetPool
+from pipam.errors import (
+    BadRequest,
+    InvalidInput,
+    NetworkAddressScopeAffinityError,
+    NetworkSubnetPoolAffinityError,
+    SubnetNotFound,
+)
 from pipam.ipam.addr import IPAddress, IPNetwork, to_key
 from pipam.ipam.interface import Pool
 from pipam.service.allocation import is_auto_address
@@ -120,28 +126,53 @@ def _ipv6_modes(req: Request, net: IPNetwork) -> tuple[str | None, str | None]:
     return ra, addr
 
 
-def _pick_cidr(uow: UnitOfWork, req: Request, caller: Caller) -> tuple[IPNetwork, SubnetPool | None]:
+def _bad(message: str) -> BadRequest:
+    return BadRequest(f"Bad subnets request: {message}.")
+
+
+def _pool_of(uow: UnitOfWork, req: Request, caller: Caller) -> SubnetPool | None:
+    """The subnet pool a create names, or the default pool of its IP version (default-subnetpools)."""
     cidr: IPNetwork | None = req.get("cidr")
-    version = req.get("ip_version")
     pool_id = req.get("subnetpool_id")
+    if cidr is not None and "prefixlen" in req:
+        raise _bad("cidr and prefixlen must not be supplied together")
+    if pool_id is not None and req["use_default_subnetpool"]:
+        raise _bad("subnetpool_id and use_default_subnetpool cannot both be specified")
     if pool_id is None and req["use_default_subnetpool"]:
-        pool_id = uow.session.scalar(
-            select(SubnetPool.id).where(SubnetPool.is_default.is_(True), SubnetPool.ip_version == (version or 4))
-        )
-        if pool_id is None:
-            raise InvalidInput(f"No default subnet pool for IPv{version or 4} exists.")
+        version = cidr.version if cidr is not None else req.get("ip_version")
+        if version is None:
+            raise _bad("ip_version must be specified in the absence of cidr and subnetpool_id")
+        default = uow.session.scalar(select(SubnetPool).where(SubnetPool.default_ip_version == version))
+        if default is None or not caller.can_see(default, subnetpools.DEFINITION):
+            raise _bad(f"No default subnetpool found for IPv{version}")
+        pool_id = default.id
     if pool_id is None:
         if cidr is None:
-            raise BadRequest("A cidr must be specified in the absence of a subnet pool.")
-        if "prefixlen" in req:
-            raise InvalidInput("Invalid input: prefixlen is only valid with a subnetpool_id.")
-        if version is not None and version != cidr.version:
-            raise InvalidInput(f"Invalid input: cidr {cidr} does not match ip_version {version}.")
-        return cidr, None
+            raise _bad("a subnetpool must be specified in the absence of a cidr")
+        return None
     pool = subnetpools.get(uow, pool_id, caller, for_update=True)
+    version = req.get("ip_version")
     if version is not None and version != pool.ip_version:
-        raise InvalidInput(f"Invalid input: ip_version {version} does not match subnet pool {pool.id}.")
-    return subnetpools.allocate_prefix(uow, pool, cidr, req.get("prefixlen")), pool
+        raise _bad(f"Cannot allocate IPv{version} subnet from IPv{pool.ip_version} subnet pool")
+    return pool
+
+
+def _check_affinity(uow: UnitOfWork, network_id: str, version: int, pool: SubnetPool | None) -> None:
+    """Subnets of one IP version on a network come from one subnet pool, or from pools of one
+    address scope; a subnet from no pool cannot join subnets from a pool, nor the reverse."""
+    existing = uow.session.execute(
+        select(Subnet.subnetpool_id, PoolScope.address_scope_id)
+        .outerjoin(PoolScope, PoolScope.id == Subnet.subnetpool_id)
+        .where(Subnet.network_id == network_id, Subnet.ip_version == version)
+    ).all()
+    scope = next((scope for _, scope in existing if scope is not None), None)
+    if scope is not None and pool is not None and pool.address_scope_id != scope:
+        raise NetworkAddressScopeAffinityError()
+    for pool_id, _ in existing:
+        if pool is None and pool_id is not None:
+            raise NetworkSubnetPoolAffinityError()
+        if pool is not None and pool_id != pool.id and scope is None:
+            raise NetworkSubnetPoolAffinityError()
 
 
 def _check_overlap(uow: UnitOfWork, network_id: str, net: IPNetwork) -> None:
@@ -161,9 +192,21 @@ def _pool_rows(subnet_id: str, pools: list[Pool]) -> list[IPAllocationPool]:
 
 
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
-    # Locked: subnets of one network are checked for overlap, which two concurrent creates must not skip.
+    # Locked: subnets of one network are checked for overlap and affinity, which two concurrent
+    # creates must not skip.
     network = networks.get(uow, req["network_id"], caller, for_update=True)
-    net, pool = _pick_cidr(uow, req, caller)
+    pool = _pool_of(uow, req, caller)
+    cidr: IPNetwork | None = req.get("cidr")
+    if pool is None:
+        assert cidr is not None  # _pool_of refused a create with neither
+        version = req.get("ip_version")
+        if version is not None and version != cidr.version:
+            raise InvalidInput(f"Invalid input for operation: cidr '{cidr}' does not match the ip_version '{version}'.")
+    version = pool.ip_version if pool is not None else cidr.version  # type: ignore[union-attr]
+    networks.check_mtu_allows(network, version)
+    _check_affinity(uow, network.id, version, pool)
+    net = subnetpools.allocate_prefix(uow, pool, cidr, req.get("prefixlen")) if pool is not None else cidr
+    assert net is not None
     _check_overlap(uow, network.id, net)
     gateway = _gateway(req, net, net.network_address + 1 if net.num_addresses > 2 else None)
     given = req.get("allocation_pools")
@@ -198,6 +241,7 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
             if not owner.startswith("network:router")
         ]
     uow.addresses.subnet_created(subnet, pools, ports)
+    touch(network)  # a network's subnets changed: a new revision of the network, as in Neutron
     uow.session.flush()
     return subnet
 
@@ -237,8 +281,10 @@ def update(uow: UnitOfWork, subnet_id: str, req: Request, caller: Caller = ADMIN
 def delete(uow: UnitOfWork, subnet_id: str, caller: Caller = ADMIN) -> None:
     subnet = get(uow, subnet_id, caller, for_update=True)
     require_owner(subnet, DEFINITION, caller)
-    networks.get(uow, subnet.network_id, for_update=True)
+    network = networks.get(uow, subnet.network_id, for_update=True)
     remove_subnet(uow, subnet)
+    touch(network)
+    uow.session.flush()
 
 
 def on_network(uow: UnitOfWork, subnet_id: str, network_id: str) -> Subnet:
