@@ -85,6 +85,20 @@ def revision_constraint(request: Request, definition: Resource) -> int | None:
     return found
 
 
+# Documented, so that the OpenAPI document (and the schema fuzzing) knows the header.
+IF_MATCH = {
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "revision_number=N: change only that revision of the resource (412 otherwise)",
+            "schema": {"type": "string"},
+        }
+    ]
+}
+
+
 def _constrained(definition: Resource, item_id: str, caller: Caller, expected: int | None, u: UnitOfWork) -> None:
     """Lock the resource and hold the change to the revision the client last saw."""
     if expected is not None:
@@ -151,7 +165,11 @@ def router_for(module: ResourceModule) -> APIRouter:
 
         return {definition.singular: await run_in_threadpool(db.run, fetch, write=False)}
 
-    @router.put("/{item_id}", summary=f"Update a {definition.singular}", openapi_extra=_request_body(definition, False))
+    @router.put(
+        "/{item_id}",
+        summary=f"Update a {definition.singular}",
+        openapi_extra={**_request_body(definition, False), **IF_MATCH},
+    )
     async def update(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
         req = definition.update_request(_single(await json_body(request), definition), admin=caller.admin)
@@ -163,7 +181,7 @@ def router_for(module: ResourceModule) -> APIRouter:
 
         return {definition.singular: await run_in_threadpool(db.run, run)}
 
-    @router.delete("/{item_id}", status_code=204, summary=f"Delete a {definition.singular}")
+    @router.delete("/{item_id}", status_code=204, summary=f"Delete a {definition.singular}", openapi_extra=IF_MATCH)
     async def delete(item_id: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
         expected = revision_constraint(request, definition)
@@ -205,7 +223,7 @@ def _action_route(router: APIRouter, module: ResourceModule, action: MemberActio
         methods=[action.method],
         status_code=action.status,
         summary=action.summary or f"{action.name} of a {definition.singular}",
-        openapi_extra=body if action.body else None,
+        openapi_extra={**(body if action.body else {}), **IF_MATCH},
     )
 
 

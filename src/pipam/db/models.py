@@ -80,7 +80,7 @@ class Network(StandardAttrs, Base):
 
 class SubnetPool(StandardAttrs, Base):
     __tablename__ = "subnetpools"
-    __table_args__ = (UniqueConstraint("default_ip_version", name="uq_subnetpools_default_ip_version"),)
+    __table_args__ = (Index("uq_subnetpools_default_ip_version", "default_ip_version", unique=True),)
 
     ip_version: Mapped[int] = mapped_column(Integer)
     default_prefixlen: Mapped[int] = mapped_column(Integer)
@@ -88,11 +88,12 @@ class SubnetPool(StandardAttrs, Base):
     max_prefixlen: Mapped[int] = mapped_column(Integer)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
-    # ip_version while is_default, else NULL: the unique constraint keeps one default pool per IP
-    # version even when two servers mark pools default at the same moment.
+    # ip_version while is_default, else NULL: the unique index keeps one default pool per IP version
+    # even when two servers mark pools default at the same moment.
     default_ip_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    address_scope_id: Mapped[str | None] = mapped_column(ID, ForeignKey("address_scopes.id"), nullable=True, index=True)
+    # An address scope's id; not a foreign key (see Alembic revision 0004): the service keeps it valid.
+    address_scope_id: Mapped[str | None] = mapped_column(ID, nullable=True, index=True)
 
     prefixes: Mapped[list[SubnetPoolPrefix]] = relationship(
         cascade="all, delete-orphan", order_by="SubnetPoolPrefix.cidr", lazy="selectin"

@@ -80,15 +80,12 @@ def upgrade() -> None:
     if demoted:
         conn.execute(sa.update(_pools).where(_pools.c.id.in_(demoted)).values(is_default=False))
 
-    with op.batch_alter_table("subnetpools", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("default_ip_version", sa.Integer(), nullable=True))
-        batch_op.create_index(batch_op.f("ix_subnetpools_address_scope_id"), ["address_scope_id"], unique=False)
-        batch_op.create_foreign_key(
-            batch_op.f("fk_subnetpools_address_scope_id_address_scopes"),
-            "address_scopes",
-            ["address_scope_id"],
-            ["id"],
-        )
+    # Plain ALTERs and indexes only: on SQLite a batch "move and copy" of these tables would fail
+    # on the rows that reference them (foreign keys are enforced and cannot be switched off inside
+    # the migration's transaction). So the scope reference is indexed, not a foreign key; the
+    # service keeps it valid (a pool joins a scope, and a scope is deleted, under the scope's lock).
+    op.add_column("subnetpools", sa.Column("default_ip_version", sa.Integer(), nullable=True))
+    op.create_index(op.f("ix_subnetpools_address_scope_id"), "subnetpools", ["address_scope_id"], unique=False)
     pools = sa.table(
         "subnetpools",
         sa.column("ip_version", sa.Integer()),
@@ -96,20 +93,16 @@ def upgrade() -> None:
         sa.column("default_ip_version", sa.Integer()),
     )
     conn.execute(sa.update(pools).where(pools.c.is_default.is_(True)).values(default_ip_version=pools.c.ip_version))
-    with op.batch_alter_table("subnetpools", schema=None) as batch_op:
-        batch_op.create_unique_constraint("uq_subnetpools_default_ip_version", ["default_ip_version"])
-
-    with op.batch_alter_table("networks", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("router_external", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.create_index("uq_subnetpools_default_ip_version", "subnetpools", ["default_ip_version"], unique=True)
+    op.add_column("networks", sa.Column("router_external", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("networks", schema=None) as batch_op:
         batch_op.drop_column("router_external")
+    op.drop_index("uq_subnetpools_default_ip_version", table_name="subnetpools")
+    op.drop_index(op.f("ix_subnetpools_address_scope_id"), table_name="subnetpools")
     with op.batch_alter_table("subnetpools", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_subnetpools_default_ip_version", type_="unique")
-        batch_op.drop_constraint(batch_op.f("fk_subnetpools_address_scope_id_address_scopes"), type_="foreignkey")
-        batch_op.drop_index(batch_op.f("ix_subnetpools_address_scope_id"))
         batch_op.drop_column("default_ip_version")
     with op.batch_alter_table("address_scopes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_address_scopes_project_id"))
