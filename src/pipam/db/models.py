@@ -64,14 +64,15 @@ class Network(StandardAttrs, Base):
     mtu: Mapped[int] = mapped_column(Integer, default=1500)
     router_external: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    # The ids of its subnets (what a network shows), without loading the subnets themselves.
+    # What a network shows, loaded when it is shown (lists load them for a whole page at once, see
+    # the resource's ``eager``), not when a port or a subnet merely looks its network up.
+    # The ids of its subnets, without loading the subnets themselves.
     subnet_ids: Mapped[list[SubnetId]] = relationship(
-        viewonly=True, lazy="selectin", order_by="SubnetId.id", primaryjoin="Network.id == foreign(SubnetId.network_id)"
+        viewonly=True, order_by="SubnetId.id", primaryjoin="Network.id == foreign(SubnetId.network_id)"
     )
     # The subnet pools its subnets came from: a network's address scopes are theirs.
     subnet_pools: Mapped[list[PoolScope]] = relationship(
         viewonly=True,
-        lazy="selectin",
         secondary="subnets",
         primaryjoin="Network.id == Subnet.network_id",
         secondaryjoin="Subnet.subnetpool_id == PoolScope.id",

@@ -466,6 +466,7 @@ class Resource:
     label: str = ""  # as messages name it ("Subnet pool"); default: from the not-found error's name
     path: str = ""  # the collection in URLs when it differs from ``plural`` ("address-scopes")
     actions: tuple[MemberAction, ...] = ()
+    eager: tuple[str, ...] = ()  # relationships rendering reads: lists load them for a page at once
     by_name: dict[str, Attr] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ DEFINITION = Resource(
     model=Network,
     not_found=NetworkNotFound,
     shared_column="shared",
+    eager=("subnet_ids", "subnet_pools"),
     attributes=(
         *standard_attributes(),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
