@@ -173,9 +173,8 @@ def build_scoped(db: Database, n_ports: int = 120) -> dict[str, Any]:
             "subnetpool",
             {"name": "o4", "prefixes": ["10.201.0.0/16"], "default_prefixlen": 26, "address_scope_id": s4["id"]},
         )
-        pools = local.module("subnetpool")
-        pools.add_prefixes(u, other4["id"], {"prefixes": ["10.202.0.0/16"]})
-        pools.remove_prefixes(u, other4["id"], {"prefixes": ["10.201.128.0/17"]})
+        local.action(u, "subnetpool", "add_prefixes", other4["id"], {"prefixes": ["10.202.0.0/16"]})
+        local.action(u, "subnetpool", "remove_prefixes", other4["id"], {"prefixes": ["10.201.128.0/17"]})
         net = local.create(u, "network", {"name": "scoped"})
         v4 = local.create(u, "subnet", {"network_id": net["id"], "ip_version": 4, "use_default_subnetpool": True})
         v4b = local.create(u, "subnet", {"network_id": net["id"], "ip_version": 4, "subnetpool_id": other4["id"]})

@@ -45,29 +45,33 @@ PHYSNET_MTU = 9000
 
 
 @pytest.fixture(scope="session")
-def guarded_server(api_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server (SQLite) with an admin token, two project tokens and a jumbo-frame physical network."""
+def guarded_url(api_backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('guarded')}/guarded.db"
     database = Database(load_settings(database_url=url, ipam_driver=api_backend))
     upgrade_database(database.engine, api_backend)
     database.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def guarded_server(guarded_url: str, api_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server (SQLite) with an admin token, two project tokens and a jumbo-frame physical network."""
     srv = Server(
-        url,
+        guarded_url,
         api_backend,
         tmp_path_factory.mktemp("guardedlog") / "serve.log",
         api_token=ADMIN_TOKEN,
         project_tokens=json.dumps(PROJECT_TOKENS),
         global_physnet_mtu=str(PHYSNET_MTU),
     )
-    srv.url = url  # type: ignore[attr-defined]
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def clients(guarded_server: Server, api_backend: str) -> Iterator[dict[str, httpx.Client]]:
+def clients(guarded_server: Server, guarded_url: str, api_backend: str) -> Iterator[dict[str, httpx.Client]]:
     """admin, a (project proj-a) and b (project proj-b), on an emptied database."""
-    database = Database(load_settings(database_url=guarded_server.url, ipam_driver=api_backend))  # type: ignore[attr-defined]
+    database = Database(load_settings(database_url=guarded_url, ipam_driver=api_backend))
     reset(database, api_backend)
     database.dispose()
     tokens = {"admin": ADMIN_TOKEN, "a": "tok-a", "b": "tok-b"}

@@ -59,7 +59,9 @@ def test_sdk_networks_ports_and_revisions(conn):
     ext = conn.network.update_network(ext.id, name="x", if_revision=ext.revision_number)
     assert ext.name == "x"
 
+    before = conn.network.get_network(ext.id).revision_number
     conn.network.create_subnet(network_id=ext.id, ip_version=4, cidr="10.0.0.0/24")
+    assert conn.network.get_network(ext.id).revision_number > before  # the network's subnets changed
     conn.network.create_subnet(
         network_id=ext.id, ip_version=6, cidr="2001:db8::/64", ipv6_address_mode="slaac", ipv6_ra_mode="slaac"
     )
@@ -71,6 +73,14 @@ def test_sdk_networks_ports_and_revisions(conn):
     assert slaac in [f["ip_address"] for f in port.fixed_ips]
     v4 = next(f["ip_address"] for f in port.fixed_ips if "." in f["ip_address"])
     assert [p.id for p in conn.network.ports(fixed_ips=f"ip_address_substr={v4[:-1]}")] == [port.id]
+    bulk = list(
+        conn.network.create_ports([{"network_id": ext.id, "tags": ["a"]}, {"network_id": ext.id, "tags": ["b"]}])
+    )
+    assert [p.tags for p in bulk] == [["a"], ["b"]]
+    with pytest.raises(openstack.exceptions.PreconditionFailedException):
+        conn.network.delete_port(bulk[0], if_revision=bulk[0].revision_number + 1)
+    conn.network.delete_port(bulk[0], if_revision=bulk[0].revision_number)
+    assert [p.id for p in conn.network.ports(tags="a")] == []
 
     # Tag operations of the SDK: set, add, check, remove, add many (POST), remove all.
     net = conn.network.get_network(ext.id)

@@ -103,7 +103,7 @@ def test_address_scopes_of_other_projects(clients):
     )
     update = {"subnetpool": {"prefixes": ["20.0.0.0/18", "40.0.0.0/18"]}}
     ok(admin.put(f"/v2.0/subnetpools/{joined['id']}", json=update))
-    # Another project's pool cannot join a scope that project b owns... nor see a's pool at all.
+    # Project b sees neither a's pool nor, to change it, the admin's shared scope.
     err(b.put(f"/v2.0/subnetpools/{joined['id']}", json={"subnetpool": {"name": "mine"}}), 404)
     err(b.delete(f"/v2.0/address-scopes/{shared['id']}"), 404)
 

@@ -44,6 +44,13 @@ def delete(u: UnitOfWork, kind: str, item_id: str, caller: Caller = ADMIN) -> No
     module(kind).delete(u, item_id, caller)
 
 
+def action(u: UnitOfWork, kind: str, name: str, item_id: str, body: Any, caller: Caller = ADMIN) -> dict[str, Any]:
+    """A member action of the resource (e.g. a subnet pool's ``add_prefixes``), answered as the API does."""
+    m = module(kind)
+    declared = next(a for a in m.DEFINITION.actions if a.name == name)
+    return render(m.DEFINITION, getattr(m, name)(u, item_id, body, caller), declared.response)
+
+
 def active_driver(u: UnitOfWork) -> IpamDriver:
     """The active backend's driver in this transaction, for reading what it holds."""
     cls, settings = u.db.backend(state.read(u.session).active)
