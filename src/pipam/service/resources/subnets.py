@@ -157,6 +157,17 @@ def _pool_of(uow: UnitOfWork, req: Request, caller: Caller) -> SubnetPool | None
     return pool
 
 
+def _version(req: Request, pool: SubnetPool | None) -> int:
+    """The new subnet's IP version: its pool's, or its cidr's (a create names one or the other)."""
+    if pool is not None:
+        return pool.ip_version
+    cidr: IPNetwork = req["cidr"]
+    asked = req.get("ip_version")
+    if asked is not None and asked != cidr.version:
+        raise InvalidInput(f"Invalid input for operation: cidr '{cidr}' does not match the ip_version '{asked}'.")
+    return cidr.version
+
+
 def _check_affinity(uow: UnitOfWork, network_id: str, version: int, pool: SubnetPool | None) -> None:
     """Subnets of one IP version on a network come from one subnet pool, or from pools of one
     address scope; a subnet from no pool cannot join subnets from a pool, nor the reverse."""
@@ -196,17 +207,10 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
     # creates must not skip.
     network = networks.get(uow, req["network_id"], caller, for_update=True)
     pool = _pool_of(uow, req, caller)
-    cidr: IPNetwork | None = req.get("cidr")
-    if pool is None:
-        assert cidr is not None  # _pool_of refused a create with neither
-        version = req.get("ip_version")
-        if version is not None and version != cidr.version:
-            raise InvalidInput(f"Invalid input for operation: cidr '{cidr}' does not match the ip_version '{version}'.")
-    version = pool.ip_version if pool is not None else cidr.version  # type: ignore[union-attr]
+    version = _version(req, pool)
     networks.check_mtu_allows(network, version)
     _check_affinity(uow, network.id, version, pool)
-    net = subnetpools.allocate_prefix(uow, pool, cidr, req.get("prefixlen")) if pool is not None else cidr
-    assert net is not None
+    net = subnetpools.allocate_prefix(uow, pool, req.get("cidr"), req.get("prefixlen")) if pool else req["cidr"]
     _check_overlap(uow, network.id, net)
     gateway = _gateway(req, net, net.network_address + 1 if net.num_addresses > 2 else None)
     given = req.get("allocation_pools")
