@@ -135,3 +135,83 @@ def build_many(db: Database, n_subnets: int, ports_per_subnet: int) -> None:
                 local.create(u, "port", {"network_id": n["id"], "fixed_ips": [{"subnet_id": s["id"]}]})
 
     db.run(run)
+
+
+def build_scoped(db: Database, n_ports: int = 120) -> dict[str, Any]:
+    """Address scopes, default subnet pools (both IP versions) and what hangs off them: subnets made
+    with use_default_subnetpool, a SLAAC subnet whose ports changed their MAC, pools whose prefixes
+    were added and removed, an external network, tagged ports."""
+    made: dict[str, Any] = {}
+
+    def setup(u):  # type: ignore[no-untyped-def]
+        s4 = local.create(u, "address_scope", {"name": "scope4", "ip_version": 4})
+        s6 = local.create(u, "address_scope", {"name": "scope6", "ip_version": 6, "shared": True})
+        d4 = local.create(
+            u,
+            "subnetpool",
+            {
+                "name": "d4",
+                "prefixes": ["10.200.0.0/16"],
+                "default_prefixlen": 24,
+                "is_default": True,
+                "address_scope_id": s4["id"],
+            },
+        )
+        d6 = local.create(
+            u,
+            "subnetpool",
+            {
+                "name": "d6",
+                "prefixes": ["2001:db8:100::/48"],
+                "default_prefixlen": 64,
+                "is_default": True,
+                "address_scope_id": s6["id"],
+            },
+        )
+        other4 = local.create(
+            u,
+            "subnetpool",
+            {"name": "o4", "prefixes": ["10.201.0.0/16"], "default_prefixlen": 26, "address_scope_id": s4["id"]},
+        )
+        local.action(u, "subnetpool", "add_prefixes", other4["id"], {"prefixes": ["10.202.0.0/16"]})
+        local.action(u, "subnetpool", "remove_prefixes", other4["id"], {"prefixes": ["10.201.128.0/17"]})
+        net = local.create(u, "network", {"name": "scoped"})
+        v4 = local.create(u, "subnet", {"network_id": net["id"], "ip_version": 4, "use_default_subnetpool": True})
+        v4b = local.create(u, "subnet", {"network_id": net["id"], "ip_version": 4, "subnetpool_id": other4["id"]})
+        v6 = local.create(
+            u,
+            "subnet",
+            {
+                "network_id": net["id"],
+                "ip_version": 6,
+                "use_default_subnetpool": True,
+                "ipv6_address_mode": "slaac",
+                "ipv6_ra_mode": "slaac",
+            },
+        )
+        ext = local.create(u, "network", {"name": "ext", "router:external": True, "mtu": 1400})
+        ext_sub = local.create(u, "subnet", {"network_id": ext["id"], "ip_version": 4, "cidr": "198.51.100.0/24"})
+        made.update(s4=s4, s6=s6, d4=d4, d6=d6, other4=other4, net=net, v4=v4, v4b=v4b, v6=v6, ext=ext, ext_sub=ext_sub)
+
+    db.run(setup)
+    ports: list[str] = []
+
+    def fill(u):  # type: ignore[no-untyped-def]
+        for i in range(n_ports):
+            body: dict[str, Any] = {"network_id": made["net"]["id"], "tags": [f"t{i % 3}"]}
+            if i % 4 == 0:
+                body["fixed_ips"] = [{"subnet_id": made["v4b"]["id"]}]
+            else:  # named: which IPv4 subnet a port without fixed_ips gets is the older one's, by the second
+                body["fixed_ips"] = [{"subnet_id": made["v4"]["id"]}, {"subnet_id": made["v6"]["id"]}]
+            ports.append(local.create(u, "port", body)["id"])
+        local.create(u, "port", {"network_id": made["ext"]["id"]})
+
+    db.run(fill)
+
+    def remac(u):  # type: ignore[no-untyped-def]
+        for pid in ports[::10]:
+            local.update(u, "port", pid, {"mac_address": None})  # a new MAC, a new EUI-64 address
+
+    db.run(remac)
+    made["ports"] = ports
+    return made

@@ -11,7 +11,15 @@ from typer.testing import CliRunner
 
 from pipam.cli.main import app
 from pipam.config import load_settings
-from pipam.db.models import IPAllocation, IpamMigration, IpamState
+from pipam.db.models import (
+    AddressScope,
+    IPAllocation,
+    IpamMigration,
+    IpamState,
+    Network,
+    SubnetPool,
+    SubnetPoolFreeBlock,
+)
 from pipam.errors import PipamError
 from pipam.ipam import state
 from pipam.ipam.drivers.internal.models import IpamAllocation, IpamSubnet
@@ -214,3 +222,61 @@ def test_interrupt_lifts_the_fence_and_abort_keeps_the_old_backend(db, schema_ur
     assert db.run(lambda u: type(u.addresses.driver).name) == backend
     code, status = cli_json(schema_url, backend, "ipam", "status")
     assert status["fence"] is None and status["active_backend"] == backend and status["migrating_to"] is None
+
+
+def scoped_state(db: Database) -> dict[str, object]:
+    """What the migration must leave alone: address scopes, pools (defaults, scopes, prefixes, free
+    space) and the networks' external flags and MTUs; it is core data, not backend state."""
+    with db.session(write=False) as session:
+        scopes = sorted(tuple(r) for r in session.execute(select(AddressScope.id, AddressScope.ip_version)))
+        pools = sorted(
+            (p.id, p.is_default, p.default_ip_version, p.address_scope_id, tuple(x.cidr for x in p.prefixes))
+            for p in session.scalars(select(SubnetPool))
+        )
+        free = sorted(
+            tuple(r)
+            for r in session.execute(
+                select(SubnetPoolFreeBlock.subnetpool_id, SubnetPoolFreeBlock.first_key, SubnetPoolFreeBlock.last_key)
+            )
+        )
+        nets = sorted(tuple(r) for r in session.execute(select(Network.id, Network.router_external, Network.mtu)))
+    return {"scopes": scopes, "pools": pools, "free": free, "networks": nets}
+
+
+def test_migration_carries_address_scopes_and_default_pools(db, schema_url, backend):
+    made = dataset.build_scoped(db)
+    before, state = dataset.holdings(db), scoped_state(db)
+    # An IPv4 and an EUI-64 address for 90 ports, an IPv4 one from the second pool for 30, the external port.
+    assert sum(len(v) for v in before.values()) == 90 * 2 + 30 + 1
+    code, out = cli(schema_url, backend, "ipam", "verify")
+    assert code == 0, out
+    target = OTHER[backend]
+    code, report = cli_json(schema_url, backend, "ipam", "migrate", "--to", target, "--yes", "--batch-size", "2")
+    assert code == 0 and report["outcome"] == "completed" and report["verification"]["clean"], report
+    new = as_driver(schema_url, target)
+    assert dataset.holdings(new) == before and scoped_state(new) == state
+    # The default pools keep serving, through the new backend, from where they were.
+    body = {"network_id": made["net"]["id"], "ip_version": 4, "use_default_subnetpool": True}
+    more = new.run(lambda u: local.create(u, "subnet", body))
+    assert (more["subnetpool_id"], more["cidr"]) == (made["d4"]["id"], "10.200.1.0/24")
+    port = new.run(
+        lambda u: local.create(u, "port", {"network_id": made["net"]["id"], "fixed_ips": [{"subnet_id": more["id"]}]})
+    )
+    assert port["fixed_ips"][0]["ip_address"].startswith("10.200.1.")
+    moved = new.run(lambda u: local.update(u, "port", made["ports"][1], {"mac_address": None}))
+    assert len(moved["fixed_ips"]) == 2
+    shown = new.run(
+        lambda u: (
+            local.module("network").get(u, made["net"]["id"]).subnet_pools
+            and local.update(u, "network", made["net"]["id"], {"name": "still-scoped"})
+        )
+    )
+    assert (shown["ipv4_address_scope"], shown["ipv6_address_scope"]) == (made["s4"]["id"], made["s6"]["id"])
+    code, out = cli(schema_url, target, "ipam", "verify")
+    assert code == 0, out
+    # And back again.
+    code, report = cli_json(schema_url, target, "ipam", "migrate", "--to", backend, "--yes")
+    assert code == 0 and report["verification"]["clean"], report
+    code, out = cli(schema_url, backend, "ipam", "verify")
+    assert code == 0, out
+    new.dispose()

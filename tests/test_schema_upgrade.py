@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from pipam.service.bootstrap import schema_status, upgrade_database
 from pipam.service.database import Database
 from pipam.testing.local import LocalClient
 from tests.databases import fresh_url
-from tests.helpers import ips, port, subnet
+from tests.helpers import error_of, ips, net, port, subnet
 
 LEGACY = Path(__file__).parent / "legacy_schema"
 NET, POOL, SUB, PORT1, PORT2 = (str(uuid.uuid4()) for _ in range(5))
@@ -188,3 +189,60 @@ def test_upgrade_from_0001_builds_free_blocks(old_db):
     assert schema_status(old_db.engine).is_current
     got = {subnet(old_db, NET, subnetpool_id=POOL)["cidr"] for _ in range(3)}
     assert got == {"10.60.1.0/24", "10.60.2.0/24", "10.60.3.0/24"}
+
+
+def test_upgrade_keeps_address_scope_ids_and_one_default_pool(old_db):
+    """Revision 0004: pools of earlier releases named address scopes that did not exist, and could
+    all be defaults; the ids become scopes and the oldest default per IP version stays the default."""
+    legacy(old_db.engine, "0001")  # 0002 builds the pools' free space
+    scope = str(uuid.uuid4())
+    pools = {name: str(uuid.uuid4()) for name in ("old4", "new4", "v6", "scoped6")}
+    with old_db.engine.begin() as conn:
+        _fill(conn, with_pool=True)
+        meta = sa.MetaData()
+        meta.reflect(conn, only=["subnetpools", "subnetpoolprefixes"])
+        t = meta.tables
+        t["subnetpools"].c.tags.type = sa.JSON()
+        rows = (  # name, ip version, default, address scope, seconds older
+            ("old4", 4, True, scope, 30),
+            ("new4", 4, True, None, 10),
+            ("v6", 6, True, None, 20),
+            ("scoped6", 6, False, scope, 0),
+        )
+        for name, version, default, scope_id, age in rows:
+            values = {**_std(name), "created_at": utcnow() - timedelta(seconds=age)}
+            conn.execute(
+                t["subnetpools"]
+                .insert()
+                .values(
+                    id=pools[name],
+                    ip_version=version,
+                    default_prefixlen=24 if version == 4 else 64,
+                    min_prefixlen=8 if version == 4 else 48,
+                    max_prefixlen=32 if version == 4 else 128,
+                    shared=False,
+                    is_default=default,
+                    address_scope_id=scope_id,
+                    **values,
+                )
+            )
+            prefix = {"old4": "10.70.0.0/16", "new4": "10.71.0.0/16", "v6": "2001:db8:1::/48"}.get(
+                name, "2001:db8:2::/48"
+            )
+            conn.execute(t["subnetpoolprefixes"].insert().values(subnetpool_id=pools[name], cidr=prefix))
+    upgrade_database(old_db.engine, "internal")
+    client = LocalClient(old_db)
+    made = client.show("address_scope", scope)
+    assert (made["ip_version"], made["project_id"]) == (4, "p1")
+    shown = {name: client.show("subnetpool", pid) for name, pid in pools.items()}
+    assert {n: p["is_default"] for n, p in shown.items()} == {"old4": True, "new4": False, "v6": True, "scoped6": False}
+    assert {n: p["address_scope_id"] for n, p in shown.items()} == {
+        "old4": scope,
+        "new4": None,
+        "v6": None,
+        "scoped6": None,  # a v6 pool cannot be in the v4 scope
+    }
+    n = net(old_db)["id"]
+    assert subnet(old_db, n, ip_version=4, use_default_subnetpool=True)["subnetpool_id"] == pools["old4"]
+    assert error_of(lambda: client.update("subnetpool", pools["new4"], is_default=True)).type == "InvalidInput"
+    assert net(old_db)["router:external"] is False

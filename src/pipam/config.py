@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Token -> project id. A request with such a token sees only that project's resources.",
     )
+    global_physnet_mtu: int = Field(
+        1500, ge=68, description="MTU of the physical network: a network's default and largest MTU."
+    )
     max_bulk: int = Field(1000, description="Most resources one bulk create may hold.")
     max_page_size: int = Field(1000, description="Most rows one list request returns.")
     max_body_bytes: int = Field(1_048_576, description="Largest request body accepted.")

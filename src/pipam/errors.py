@@ -109,6 +109,41 @@ class IpamUnsupportedRequest(BadRequest):
     pass
 
 
+class EmptySubnetPoolPrefixList(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("Empty subnet pool prefix list.")
+
+
+class PrefixVersionMismatch(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("Cannot mix IPv4 and IPv6 prefixes in a subnet pool.")
+
+
+class IllegalSubnetPoolUpdate(BadRequest):
+    pass
+
+
+class IllegalSubnetPoolIpVersionAssociationToAddressScope(BadRequest):
+    pass
+
+
+class NetworkSubnetPoolAffinityError(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("Subnets hosted on the same network must be allocated from the same subnet pool.")
+
+
+class NetworkAddressScopeAffinityError(BadRequest):
+    def __init__(self) -> None:
+        super().__init__(
+            "Subnets of the same address family hosted on the same network must all participate in the "
+            "same address scope."
+        )
+
+
+class AddressScopeUpdateError(BadRequest):
+    pass
+
+
 # --- 401 / 403 -------------------------------------------------------------------------------------
 
 
@@ -140,6 +175,10 @@ class PortNotFound(NotFound):
 
 
 class SubnetPoolNotFound(NotFound):
+    pass
+
+
+class AddressScopeNotFound(NotFound):
     pass
 
 
@@ -209,6 +248,33 @@ class GatewayIpInUse(Conflict):
 
 class SubnetAllocationError(Conflict):
     pass
+
+
+class AddressScopePrefixConflict(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "Failed to associate address scope: subnetpools within an address scope must have unique prefixes."
+        )
+
+
+class AddressScopeInUse(Conflict):
+    pass
+
+
+class UnsupportedPortDeviceOwner(Conflict):
+    pass
+
+
+class NetworkMtuSubnetConflict(Conflict):
+    """Pipam's own: the network's MTU is below the minimum of a subnet's IP version (68 / 1280)."""
+
+
+# --- 412 -------------------------------------------------------------------------------------------
+
+
+class RevisionNumberConstraintFailed(PreconditionFailed):
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(f"Constrained to {expected}, but current revision is {current}")
 
 
 class MigrationError(Conflict):

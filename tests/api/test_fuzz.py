@@ -24,12 +24,15 @@ def fuzz_server(request, tmp_path_factory) -> Iterator[Server]:
     upgrade_database(database.engine, backend)
 
     # Real resources for the generated requests to collide with.
-    from tests.helpers import net, port, subnet
+    from pipam.testing.local import LocalClient
+    from tests.helpers import net, pool, port, subnet
 
     n = net(database)["id"]
     subnet(database, n, "10.0.0.0/24")
     subnet(database, n, "2001:db8::/64", ipv6_address_mode="slaac")
-    port(database, n)
+    port(database, n, tags=["red"])
+    scope = LocalClient(database).create("address_scope", name="s", ip_version=4)
+    pool(database, name="p", prefixes=["10.100.0.0/16"], is_default=True, address_scope_id=scope["id"])
     database.dispose()
     srv = Server(url, backend, tmp_path_factory.mktemp("fuzzlog") / "serve.log", max_bulk="20")
     yield srv
@@ -50,7 +53,16 @@ def check(case) -> None:  # type: ignore[no-untyped-def]
 def test_every_operation_with_generated_input(fuzz_server):
     schema = schemathesis.openapi.from_url(f"{fuzz_server.base}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 25
+    covered = {(op.method.upper(), op.path) for op in operations}
+    for wanted in (
+        ("POST", "/v2.0/address-scopes"),
+        ("PUT", "/v2.0/address-scopes/{item_id}"),
+        ("PUT", "/v2.0/subnetpools/{item_id}/add_prefixes"),
+        ("PUT", "/v2.0/subnetpools/{item_id}/remove_prefixes"),
+        ("POST", "/v2.0/ports/{item_id}/tags"),
+        ("GET", "/v2.0/networks/{item_id}/tags/{tag}"),
+    ):
+        assert wanted in covered, wanted
     for operation in operations:
 
         @given(case=operation.as_strategy())
@@ -76,6 +88,12 @@ def test_garbage_bodies_and_paths(fuzz_server):
         ("POST", "/v2.0/subnetpools", b'{"subnetpool": {"prefixes": ["::/0", "0.0.0.0/0"]}}'),
         ("POST", "/v2.0/networks", b'{"networks": [' + b'{"name": "x"},' * 25 + b'{"name": "y"}]}'),
         ("DELETE", "/v2.0/subnets/%00", b""),
+        ("PUT", "/v2.0/subnetpools/x/add_prefixes", b'{"prefixes": [null, 5, {"a": 1}]}'),
+        ("PUT", "/v2.0/subnetpools/x/remove_prefixes", b"[1, 2]"),
+        ("POST", "/v2.0/networks/x/tags", b'{"tags": [["nested"]]}'),
+        ("PUT", "/v2.0/ports/x", b'{"port": {"mac_address": ["fa:16:3e:00:00:01"]}}'),
+        ("POST", "/v2.0/address-scopes", b'{"address_scope": {"ip_version": "4.0"}}'),
+        ("GET", "/v2.0/networks?router:external=maybe", b""),
     ]
     with httpx.Client(base_url=fuzz_server.base, timeout=30) as client:
         for method, path, body in cases:

@@ -328,7 +328,9 @@ def test_only_the_admin_shares(scene):
     assert ok(b.get(f"/v2.0/networks/{net['id']}"))["network"]["shared"] is True
     # b's subnets cannot be captured by a default pool of a's: a has none to make.
     pool = make(admin, "subnetpool", name="shared-default", prefixes=["10.200.0.0/16"], shared=True, is_default=True)
-    sub = make(b, "subnet", network_id=scene.b_net["id"], ip_version=4, use_default_subnetpool=True, prefixlen=28)
+    # (On a network of its own: a network's subnets of one IP version come from one pool.)
+    b_net = make(b, "network", name="b-pooled")
+    sub = make(b, "subnet", network_id=b_net["id"], ip_version=4, use_default_subnetpool=True, prefixlen=28)
     assert sub["subnetpool_id"] == pool["id"]
 
 
@@ -385,8 +387,9 @@ def test_default_pool_of_another_project_is_not_named(scene):
     after = a.post("/v2.0/subnets", json=ask)
     assert (after.status_code, after.text) == (before.status_code, before.text)
     assert private["id"] not in after.text
-    # b itself gets its default.
-    sub = make(scene.b, "subnet", network_id=scene.b_net["id"], ip_version=4, use_default_subnetpool=True)
+    # b itself gets its default (on a network without subnets from no pool).
+    b_net = make(scene.b, "network", name="b-pooled")
+    sub = make(scene.b, "subnet", network_id=b_net["id"], ip_version=4, use_default_subnetpool=True)
     assert sub["subnetpool_id"] == private["id"]
 
 

@@ -19,13 +19,38 @@ from pipam.service.resources import discover
 
 router = APIRouter()
 
+# Neutron's alias, name and description of each extension Pipam implements (neutron-lib's API
+# definitions and neutron/extensions), in the order Neutron's own list groups them.
 EXTENSIONS = [
+    ("address-scope", "Address scope", "Address scopes extension."),
+    (
+        "default-subnetpools",
+        "Default Subnetpools",
+        "Provides ability to mark and use a subnetpool as the default.",
+    ),
+    ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+    ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    (
+        "ip-substring-filtering",
+        "IP address substring filtering",
+        "Provides IP address substring filtering when listing ports",
+    ),
+    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource."),
     (
         "network-ip-availability",
         "Network IP Availability",
         "Provides IP availability data for each network and subnet.",
     ),
-    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
+    ("port-mac-address-regenerate", "Neutron Port MAC address regenerate", "Network port MAC address regenerate"),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
+    (
+        "revision-if-match",
+        "If-Match constraints based on revision_number",
+        "Extension indicating that If-Match based on revision_number is supported.",
+    ),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     (
         "standard-attr-revisions",
@@ -33,16 +58,23 @@ EXTENSIONS = [
         "This extension will display the revision number of neutron resources.",
     ),
     (
+        "standard-attr-tag",
+        "Tag support for resources with standard attribute: network, port, subnet, subnetpool",
+        "Enables to set tag on resources with standard attribute.",
+    ),
+    (
         "standard-attr-timestamp",
         "Resource timestamps",
-        "Adds created_at and updated_at fields to all Neutron resources.",
+        "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.",
     ),
-    ("standard-attr-tag", "Tag support for resources with standard attribute", "Enables to set tag on resources."),
-    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
-    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
-    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
-    ("fields", "Fields selection", "Extension that indicates that the fields query parameter is supported."),
-    ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
+    (
+        "subnetpool-prefix-ops",
+        "Subnet Pool Prefix Operations",
+        "Provides support for adjusting the prefix list of subnet pools",
+    ),
+    ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource"),
+    ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
 ]
 UPDATED = "2026-11-25T00:00:00-00:00"
 
@@ -65,7 +97,7 @@ async def versions(request: Request) -> Any:
 @router.get("/v2.0", include_in_schema=False)
 async def resources(request: Request) -> Any:
     base = f"{_root_url(request)}/v2.0"
-    names = [(m.DEFINITION.singular, m.DEFINITION.plural) for m in discover()]
+    names = [(m.DEFINITION.singular, m.DEFINITION.collection_path) for m in discover()]
     names.append(("network_ip_availability", "network-ip-availabilities"))
     return {
         "resources": [{"name": n, "collection": c, "links": [{"rel": "self", "href": f"{base}/{c}"}]} for n, c in names]

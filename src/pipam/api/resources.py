@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from pipam.api.context import authenticated, caller_of, database_of
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import render
-from pipam.errors import HTTPBadRequest, TagNotFound
-from pipam.service.attributes import Invalid, Resource, check_tag
+from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
+from pipam.service import tags
+from pipam.service.attributes import MemberAction, Resource, Tags
+from pipam.service.common import require_revision
 from pipam.service.database import UnitOfWork
 from pipam.service.listing import list_items
 from pipam.service.policy import Caller, get_visible
@@ -62,10 +64,53 @@ def _single(body: Any, definition: Resource) -> dict[str, Any]:
     return dict(body[name])
 
 
+def revision_constraint(request: Request, definition: Resource) -> int | None:
+    """``If-Match: revision_number=N`` (extension revision-if-match), parsed as Neutron does: other
+    entity tags are ignored; a malformed or repeated revision_number is a bad request."""
+    found: int | None = None
+    for raw in request.headers.get("if-match", "").split(","):
+        etag = raw.strip().removeprefix("W/").strip('"')
+        if not etag.startswith("revision_number="):
+            continue
+        if found is not None:
+            raise BadRequest("Bad if-match request: Multiple revision_number etags are not supported.")
+        try:
+            found = int(etag.removeprefix("revision_number="))
+        except ValueError:
+            raise BadRequest(
+                "Bad if-match request: Revision number etag must be in the format of revision_number=<int>."
+            ) from None
+    if found is not None and not definition.revisioned:
+        raise BadRequest(f"Bad {definition.plural} request: Revision matching not supported for this resource.")
+    return found
+
+
+# Documented, so that the OpenAPI document (and the schema fuzzing) knows the header.
+IF_MATCH = {
+    "parameters": [
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "revision_number=N: change only that revision of the resource (412 otherwise)",
+            "schema": {"type": "string"},
+        }
+    ]
+}
+
+
+def _constrained(definition: Resource, item_id: str, caller: Caller, expected: int | None, u: UnitOfWork) -> None:
+    """Lock the resource and hold the change to the revision the client last saw."""
+    if expected is not None:
+        require_revision(get_visible(u.session, definition, item_id, caller, for_update=True), expected)
+
+
 def router_for(module: ResourceModule) -> APIRouter:
     definition = module.DEFINITION
     router = APIRouter(
-        prefix=f"/v2.0/{definition.plural}", tags=[definition.plural], dependencies=[Depends(authenticated)]
+        prefix=f"/v2.0/{definition.collection_path}",
+        tags=[definition.plural],
+        dependencies=[Depends(authenticated)],  # the token is checked before any body is read
     )
 
     @router.get("", summary=f"List {definition.plural}")
@@ -100,14 +145,14 @@ def router_for(module: ResourceModule) -> APIRouter:
                 raise HTTPBadRequest(
                     f"Bulk request of {len(items)} {definition.plural} exceeds the limit of {db.settings.max_bulk}."
                 )
-            reqs = [definition.create_request(i, admin=caller.admin) for i in items]
+            reqs = [definition.create_request(i) for i in items]
 
             def bulk(u: UnitOfWork) -> list[dict[str, Any]]:
                 made = [module.create(u, r, caller) for r in reqs]  # all or nothing
                 return [render(definition, obj, caller=caller) for obj in made]
 
             return {definition.plural: await run_in_threadpool(db.run, bulk)}
-        req = definition.create_request(_single(body, definition), admin=caller.admin)
+        req = definition.create_request(_single(body, definition))
         return {
             definition.singular: await run_in_threadpool(
                 db.run, lambda u: render(definition, module.create(u, req, caller), caller=caller)
@@ -124,94 +169,124 @@ def router_for(module: ResourceModule) -> APIRouter:
 
         return {definition.singular: await run_in_threadpool(db.run, fetch, write=False)}
 
-    @router.put("/{item_id}", summary=f"Update a {definition.singular}", openapi_extra=_request_body(definition, False))
+    @router.put(
+        "/{item_id}",
+        summary=f"Update a {definition.singular}",
+        openapi_extra={**_request_body(definition, False), **IF_MATCH},
+    )
     async def update(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
-        req = definition.update_request(_single(await json_body(request), definition), admin=caller.admin)
-        return {
-            definition.singular: await run_in_threadpool(
-                db.run, lambda u: render(definition, module.update(u, item_id, req, caller), caller=caller)
-            )
-        }
+        req = definition.update_request(_single(await json_body(request), definition))
+        expected = revision_constraint(request, definition)
 
-    @router.delete("/{item_id}", status_code=204, summary=f"Delete a {definition.singular}")
+        def run(u: UnitOfWork) -> dict[str, Any]:
+            _constrained(definition, item_id, caller, expected, u)
+            return render(definition, module.update(u, item_id, req, caller), caller=caller)
+
+        return {definition.singular: await run_in_threadpool(db.run, run)}
+
+    @router.delete("/{item_id}", status_code=204, summary=f"Delete a {definition.singular}", openapi_extra=IF_MATCH)
     async def delete(item_id: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
-        await run_in_threadpool(db.run, lambda u: module.delete(u, item_id, caller))
+        expected = revision_constraint(request, definition)
+
+        def run(u: UnitOfWork) -> None:
+            _constrained(definition, item_id, caller, expected, u)
+            module.delete(u, item_id, caller)
+
+        await run_in_threadpool(db.run, run)
         return Response(status_code=204)
 
-    _tag_routes(router, module)
+    for action in definition.actions:
+        _action_route(router, module, action)
+    if definition.taggable:
+        _tag_routes(router, definition)
     return router
 
 
-def _tag(tag: str) -> str:
-    try:
-        return check_tag(tag)
-    except Invalid as exc:
-        raise HTTPBadRequest(f"Invalid input for tags. Reason: {exc}.") from None
-
-
-def _tag_routes(router: APIRouter, module: ResourceModule) -> None:
-    """The standard-attr-tag extension: replace, add, check and remove the tags of one resource."""
+def _action_route(router: APIRouter, module: ResourceModule, action: MemberAction) -> None:
+    """A member action of the definition, served by the module's function of the same name."""
     definition = module.DEFINITION
+    handler = getattr(module, action.name)
 
-    def change(caller: Caller, item_id: str, fn: Callable[[list[str]], list[str]]) -> Callable[[UnitOfWork], Any]:
-        def run(u: UnitOfWork) -> list[str]:
-            obj = get_visible(u.session, definition, item_id, caller)
-            req = definition.update_request({"tags": fn(list(obj.tags or []))}, admin=caller.admin)
-            return list(module.update(u, item_id, req, caller).tags)
-
-        return run
-
-    @router.put("/{item_id}/tags", summary=f"Replace the tags of a {definition.singular}")
-    async def put_tags(item_id: str, request: Request) -> Any:
+    async def endpoint(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
-        body = await json_body(request)
-        if not isinstance(body, dict) or set(body) != {"tags"} or not isinstance(body["tags"], list):
-            raise HTTPBadRequest('Request body must be {"tags": [...]}.')
-        return {"tags": await run_in_threadpool(db.run, change(caller, item_id, lambda _: body["tags"]))}
+        expected = revision_constraint(request, definition)
+        body = await json_body(request) if action.method in ("PUT", "POST") else None
 
-    @router.put("/{item_id}/tags/{tag}", status_code=201, summary=f"Add a tag to a {definition.singular}")
-    async def add_tag(item_id: str, tag: str, request: Request) -> Response:
-        db, caller = database_of(request), caller_of(request)
-        tag = _tag(tag)
-        await run_in_threadpool(db.run, change(caller, item_id, lambda t: [*t, tag]))
-        return Response(status_code=201)
+        def run(u: UnitOfWork) -> dict[str, Any]:
+            _constrained(definition, item_id, caller, expected, u)
+            return render(definition, handler(u, item_id, body, caller), action.response, caller)
+
+        return JSONResponse(await run_in_threadpool(db.run, run), status_code=action.status)
+
+    body = {"requestBody": {"required": True, "content": {"application/json": {"schema": action.body}}}}
+    router.add_api_route(
+        f"/{{item_id}}/{action.name}",
+        endpoint,
+        methods=[action.method],
+        status_code=action.status,
+        summary=action.summary or f"{action.name} of a {definition.singular}",
+        openapi_extra={**(body if action.body else {}), **IF_MATCH},
+    )
+
+
+TAGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"tags": Tags().schema()}}}},
+    }
+}
+
+
+def _tag_routes(router: APIRouter, definition: Resource) -> None:
+    """Extensions standard-attr-tag and tag-creation: the tags of one resource."""
 
     @router.get("/{item_id}/tags", summary=f"List the tags of a {definition.singular}")
     async def get_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
+        return {
+            "tags": await run_in_threadpool(db.run, lambda u: tags.listed(u, definition, item_id, caller), write=False)
+        }
 
-        def run(u: UnitOfWork) -> list[str]:
-            return list(get_visible(u.session, definition, item_id, caller).tags or [])
-
-        return {"tags": await run_in_threadpool(db.run, run, write=False)}
-
-    @router.get("/{item_id}/tags/{tag}", status_code=204, summary=f"Check a tag of a {definition.singular}")
-    async def has_tag(item_id: str, tag: str, request: Request) -> Response:
+    @router.put("/{item_id}/tags", summary=f"Replace the tags of a {definition.singular}", openapi_extra=TAGS_BODY)
+    async def put_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
+        wanted = tags.body_tags(await json_body(request))
+        await run_in_threadpool(db.run, lambda u: tags.replace(u, definition, item_id, wanted, caller))
+        return {"tags": wanted}
 
-        def run(u: UnitOfWork) -> bool:
-            return tag in (get_visible(u.session, definition, item_id, caller).tags or [])
-
-        if not await run_in_threadpool(db.run, run, write=False):
-            raise TagNotFound(f"Tag {tag[:64]} could not be found.")
-        return Response(status_code=204)
-
-    @router.delete("/{item_id}/tags/{tag}", status_code=204, summary=f"Remove a tag from a {definition.singular}")
-    async def delete_tag(item_id: str, tag: str, request: Request) -> Response:
+    @router.post("/{item_id}/tags", summary=f"Add tags to a {definition.singular}", openapi_extra=TAGS_BODY)
+    async def post_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
-
-        def drop(tags: list[str]) -> list[str]:
-            if tag not in tags:
-                raise TagNotFound(f"Tag {tag[:64]} could not be found.")
-            return [t for t in tags if t != tag]
-
-        await run_in_threadpool(db.run, change(caller, item_id, drop))
-        return Response(status_code=204)
+        wanted = tags.body_tags(await json_body(request))
+        await run_in_threadpool(db.run, lambda u: tags.add(u, definition, item_id, wanted, caller))
+        return {"tags": wanted}
 
     @router.delete("/{item_id}/tags", status_code=204, summary=f"Remove all tags of a {definition.singular}")
     async def delete_tags(item_id: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
-        await run_in_threadpool(db.run, change(caller, item_id, lambda _: []))
+        await run_in_threadpool(db.run, lambda u: tags.remove_all(u, definition, item_id, caller))
+        return Response(status_code=204)
+
+    @router.get("/{item_id}/tags/{tag}", status_code=204, summary=f"Check a tag of a {definition.singular}")
+    async def has_tag(item_id: str, tag: str, request: Request) -> Response:
+        db, caller = database_of(request), caller_of(request)
+        tag = tags.path_tag(tag)
+        if not await run_in_threadpool(db.run, lambda u: tags.has(u, definition, item_id, tag, caller), write=False):
+            raise TagNotFound(f"Tag {tag} could not be found.")
+        return Response(status_code=204)
+
+    @router.put("/{item_id}/tags/{tag}", status_code=201, summary=f"Add a tag to a {definition.singular}")
+    async def add_tag(item_id: str, tag: str, request: Request) -> Response:
+        db, caller = database_of(request), caller_of(request)
+        tag = tags.path_tag(tag)
+        await run_in_threadpool(db.run, lambda u: tags.add(u, definition, item_id, [tag], caller))
+        return Response(status_code=201)
+
+    @router.delete("/{item_id}/tags/{tag}", status_code=204, summary=f"Remove a tag from a {definition.singular}")
+    async def delete_tag(item_id: str, tag: str, request: Request) -> Response:
+        db, caller = database_of(request), caller_of(request)
+        tag = tags.path_tag(tag)
+        await run_in_threadpool(db.run, lambda u: tags.remove(u, definition, item_id, tag, caller))
         return Response(status_code=204)

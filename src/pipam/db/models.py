@@ -40,6 +40,21 @@ class StandardAttrs:
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class AddressScope(Base):
+    """A set of subnet pools whose prefixes do not overlap (Neutron's address-scope extension).
+
+    Not a standard-attribute resource in Neutron: no description, tags, revisions or timestamps.
+    """
+
+    __tablename__ = "address_scopes"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(255), default="", index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    ip_version: Mapped[int] = mapped_column(Integer)
+
+
 class Network(StandardAttrs, Base):
     __tablename__ = "networks"
 
@@ -47,15 +62,26 @@ class Network(StandardAttrs, Base):
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="ACTIVE")
     mtu: Mapped[int] = mapped_column(Integer, default=1500)
+    router_external: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    # The ids of its subnets (what a network shows), without loading the subnets themselves.
+    # What a network shows, loaded when it is shown (lists load them for a whole page at once, see
+    # the resource's ``eager``), not when a port or a subnet merely looks its network up.
+    # The ids of its subnets, without loading the subnets themselves.
     subnet_ids: Mapped[list[SubnetId]] = relationship(
-        viewonly=True, lazy="selectin", order_by="SubnetId.id", primaryjoin="Network.id == foreign(SubnetId.network_id)"
+        viewonly=True, order_by="SubnetId.id", primaryjoin="Network.id == foreign(SubnetId.network_id)"
+    )
+    # The subnet pools its subnets came from: a network's address scopes are theirs.
+    subnet_pools: Mapped[list[PoolScope]] = relationship(
+        viewonly=True,
+        secondary="subnets",
+        primaryjoin="Network.id == Subnet.network_id",
+        secondaryjoin="Subnet.subnetpool_id == PoolScope.id",
     )
 
 
 class SubnetPool(StandardAttrs, Base):
     __tablename__ = "subnetpools"
+    __table_args__ = (Index("uq_subnetpools_default_ip_version", "default_ip_version", unique=True),)
 
     ip_version: Mapped[int] = mapped_column(Integer)
     default_prefixlen: Mapped[int] = mapped_column(Integer)
@@ -63,12 +89,23 @@ class SubnetPool(StandardAttrs, Base):
     max_prefixlen: Mapped[int] = mapped_column(Integer)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # ip_version while is_default, else NULL: the unique index keeps one default pool per IP version
+    # even when two servers mark pools default at the same moment.
+    default_ip_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     default_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    address_scope_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    # An address scope's id; not a foreign key (see Alembic revision 0004): the service keeps it valid.
+    address_scope_id: Mapped[str | None] = mapped_column(ID, nullable=True, index=True)
 
     prefixes: Mapped[list[SubnetPoolPrefix]] = relationship(
         cascade="all, delete-orphan", order_by="SubnetPoolPrefix.cidr", lazy="selectin"
     )
+
+
+class PoolScope(Base):
+    """A second, read-only mapping of ``subnetpools``: the IP version and address scope of a pool."""
+
+    __table__ = SubnetPool.__table__
+    __mapper_args__ = {"include_properties": ["id", "ip_version", "address_scope_id"]}
 
 
 class SubnetPoolPrefix(Base):

@@ -18,7 +18,7 @@ from typing import Any
 
 import netaddr
 
-from pipam.errors import HTTPBadRequest, InvalidInput, NotFound, PolicyNotAuthorized
+from pipam.errors import HTTPBadRequest, InvalidInput, NotFound
 
 MISSING: Any = object()
 
@@ -315,33 +315,53 @@ class Record(Kind):
         }
 
 
-TAG_MAX_LEN = 60
+# Neutron's limits as its current code has them (neutron/extensions/tagging.py: MAX_TAG_LEN = 255,
+# MAX_TAGS_COUNT = 50). The API reference still says 60 characters, the limit of the retired "tag"
+# extension; a tag current Neutron accepts must not be refused here.
+TAG_MAX_LEN = 255
 TAGS_PER_RESOURCE = 50
+
+
+def check_tag(tag: Any) -> str:
+    """One tag, as Neutron's string validator checks it."""
+    if not isinstance(tag, str):
+        raise Invalid(f"'{tag}' is not a valid string")
+    if len(tag) > TAG_MAX_LEN:
+        raise Invalid(f"'{tag[:64]}...' exceeds maximum length of {TAG_MAX_LEN}")
+    return _no_nul(tag)
+
+
+def check_tag_list(value: Any) -> list[str]:
+    """A list of unique tags (Neutron's list_of_unique_strings)."""
+    if not isinstance(value, list):
+        raise Invalid(f"'{value}' is not a list")
+    tags = [check_tag(t) for t in value]
+    dups = sorted({t for t in tags if tags.count(t) > 1})
+    if dups:
+        raise Invalid(f"Duplicate items in the list: '{', '.join(dups)}'")
+    return tags
+
+
+def tag_limit_message() -> str:
+    return f"The number of tags exceed the per-resource limit of {TAGS_PER_RESOURCE}"
 
 
 @dataclass
 class Tags(Kind):
+    """Tags in a create body (ports only, as in Neutron); the tag operations check their own bodies."""
+
     def check(self, value: Any) -> list[str]:
-        if not isinstance(value, list):
-            raise Invalid(f"'{value}' is not a list")
-        if len(value) > TAGS_PER_RESOURCE:
-            raise Invalid(f"a resource may hold at most {TAGS_PER_RESOURCE} tags")
-        for tag in value:
-            check_tag(tag)
-        return sorted(set(value))
+        tags = check_tag_list(value)
+        if len(tags) > TAGS_PER_RESOURCE:
+            raise Invalid(tag_limit_message())
+        return sorted(tags)
 
     def wire(self, value: Any) -> Any:
         return list(value or [])
 
     def json_schema(self) -> dict[str, Any]:
-        item = {"type": "string", "minLength": 1, "maxLength": TAG_MAX_LEN}
-        return {"type": "array", "items": item, "maxItems": TAGS_PER_RESOURCE}
-
-
-def check_tag(tag: Any) -> str:
-    if not isinstance(tag, str) or not tag or len(tag) > TAG_MAX_LEN or "," in tag or "/" in tag:
-        raise Invalid(f"'{tag}' is not a valid tag: 1 to {TAG_MAX_LEN} characters, without ',' or '/'")
-    return _no_nul(tag)
+        item = {"type": "string", "maxLength": TAG_MAX_LEN}
+        return {"type": "array", "items": item, "maxItems": TAGS_PER_RESOURCE, "uniqueItems": True}
 
 
 @dataclass
@@ -375,7 +395,10 @@ class Attr:
     visible: bool = True
     filter: bool = False  # lists may filter by it (column: ``field``)
     sort: bool = False  # lists may sort by it
-    admin_only: bool = False  # only an admin may set it (Neutron's policy on the attribute)
+    # Neutron's policy on the attribute: only an admin may set it (a create that sends the default
+    # value is no request to set it, as in Neutron), or only an admin may change it.
+    admin_only: bool = False
+    admin_only_on_update: bool = False
     alias_of: str | None = None  # another name for the same attribute (tenant_id for project_id)
     read: Callable[[Any], Any] | None = None  # how to read it from the domain object (default: getattr)
     # how to read it for one caller, when a caller may not see all of it (a network's subnets)
@@ -418,6 +441,21 @@ class Request(Mapping[str, Any]):
         return f"Request({self._values!r})"
 
 
+@dataclass(frozen=True)
+class MemberAction:
+    """An operation on one resource beyond create/show/update/delete, as Neutron's member actions:
+    ``<method> /v2.0/<collection>/<id>/<name>``. The resource's module holds a function of the same
+    name, ``(uow, item_id, body, caller) -> the resource afterwards``, which checks its own body; the
+    response shows ``response`` attributes of the resource, without an envelope."""
+
+    name: str
+    method: str = "PUT"
+    status: int = 200
+    response: tuple[str, ...] = ()
+    body: dict[str, Any] = field(default_factory=dict)  # the request body's JSON schema, for OpenAPI
+    summary: str = ""
+
+
 @dataclass
 class Resource:
     singular: str
@@ -429,6 +467,10 @@ class Resource:
     extra_filters: dict[str, Callable[[list[str]], Any]] = field(default_factory=dict)
     # visibility: a project sees its own rows and, where this names a column, rows where it is true
     shared_column: str | None = None
+    label: str = ""  # as messages name it ("Subnet pool"); default: from the not-found error's name
+    path: str = ""  # the collection in URLs when it differs from ``plural`` ("address-scopes")
+    actions: tuple[MemberAction, ...] = ()
+    eager: tuple[str, ...] = ()  # relationships rendering reads: lists load them for a page at once
     by_name: dict[str, Attr] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -436,7 +478,21 @@ class Resource:
 
     @property
     def kind(self) -> str:
-        return self.not_found.__name__.removesuffix("NotFound")
+        return self.label or self.not_found.__name__.removesuffix("NotFound")
+
+    @property
+    def collection_path(self) -> str:
+        return self.path or self.plural
+
+    @property
+    def taggable(self) -> bool:
+        """Neutron's standard-attribute resources carry tags (and the tag operations)."""
+        return "tags" in self.by_name
+
+    @property
+    def revisioned(self) -> bool:
+        """It has a revision number, so ``If-Match: revision_number=N`` can constrain changes."""
+        return "revision_number" in self.by_name
 
     def missing(self, item_id: str) -> NotFound:
         return self.not_found(f"{self.kind} {item_id} could not be found.")
@@ -452,12 +508,12 @@ class Resource:
 
     # --- requests ------------------------------------------------------------------------------
 
-    def create_request(self, body: Mapping[str, Any], *, admin: bool = True) -> Request:
+    def create_request(self, body: Mapping[str, Any]) -> Request:
         self._unknown(body)
         for name in body:
             if not self.by_name[name].post:
                 raise HTTPBadRequest(f"Attribute '{name}' not allowed in POST")
-        values = self._convert(body, admin, "create")
+        values = self._convert(body)
         for attr in self.attributes:
             if attr.alias_of is not None or not attr.post or attr.field in values:
                 continue
@@ -467,12 +523,12 @@ class Resource:
                 values[attr.field] = attr.default
         return Request(values, (self.by_name[n].field for n in body))
 
-    def update_request(self, body: Mapping[str, Any], *, admin: bool = True) -> Request:
+    def update_request(self, body: Mapping[str, Any]) -> Request:
         self._unknown(body)
         for name in body:
             if not self.by_name[name].put:
                 raise HTTPBadRequest(f"Cannot update read-only attribute {name}")
-        values = self._convert(body, admin, "update")
+        values = self._convert(body)
         return Request(values, values)
 
     def _unknown(self, body: Mapping[str, Any]) -> None:
@@ -480,13 +536,10 @@ class Resource:
         if unknown:
             raise HTTPBadRequest(f"Unrecognized attribute(s) '{', '.join(unknown)}'")
 
-    def _convert(self, body: Mapping[str, Any], admin: bool, action: str) -> dict[str, Any]:
+    def _convert(self, body: Mapping[str, Any]) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name, raw in body.items():
             attr = self.by_name[name]
-            if attr.admin_only and not admin:
-                rule = f"{action}_{self.singular}"
-                raise PolicyNotAuthorized(f"(rule:{rule} and rule:{rule}:{name}) is disallowed by policy")
             try:
                 value = attr.kind.parse(raw)
             except Unconvertible as exc:
@@ -513,14 +566,16 @@ class Resource:
 # --- the standard attributes every resource has ---------------------------------------------
 
 
-def standard_attributes(name_filter: bool = True) -> tuple[Attr, ...]:
+def standard_attributes(name_filter: bool = True, tags_on_create: bool = False) -> tuple[Attr, ...]:
+    """``tags_on_create``: the create body may hold tags (Neutron: ports only); tags are never
+    changed through an update body, only through the tag operations."""
     return (
         Attr("id", Uuid(), filter=True, sort=True),
         Attr("name", Str(255), post=True, put=True, default="", filter=name_filter, sort=True),
         Attr("description", Str(255), post=True, put=True, default="", filter=True, sort=True),
         Attr("project_id", Str(255), post=True, filter=True, sort=True),
         Attr("tenant_id", Str(255), post=True, filter=True, sort=True, alias_of="project_id"),
-        Attr("tags", Tags(), post=True, put=True, default=[]),
+        Attr("tags", Tags(), post=tags_on_create, default=[]),
         Attr("revision_number", Int(), filter=True, sort=True),
         Attr("created_at", Timestamp(), filter=True, sort=True),
         Attr("updated_at", Timestamp(), filter=True, sort=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipam.db.base import utcnow
+from pipam.errors import RevisionNumberConstraintFailed
 from pipam.service.attributes import Request
 from pipam.service.policy import Caller
 
@@ -29,3 +30,9 @@ def touch(obj: Any) -> None:
     """A change a client can see: a new revision number and update time."""
     obj.revision_number = (obj.revision_number or 0) + 1
     obj.updated_at = utcnow()
+
+
+def require_revision(obj: Any, expected: int) -> None:
+    """``If-Match: revision_number=N`` (extension revision-if-match): change only that revision."""
+    if obj.revision_number != expected:
+        raise RevisionNumberConstraintFailed(expected, obj.revision_number)

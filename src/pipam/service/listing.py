@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, false, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement, Select
 
 from pipam.errors import BadRequest, HTTPBadRequest, InvalidInput, MarkerNotFound
@@ -147,6 +147,7 @@ def list_items(
         clauses.append(extra)
     order = _order(resource, query)
     stmt: Select[Any] = select(model).where(*clauses).order_by(*_order_by(order))
+    stmt = stmt.options(*(selectinload(getattr(model, name)) for name in resource.eager))
     if query.marker is not None:
         marker = _marker(session, resource, query.marker, caller)
         stmt = stmt.where(_after(order, marker))

@@ -29,7 +29,7 @@ from sqlalchemy.sql import ColumnElement
 
 from pipam.db.models import Network
 from pipam.errors import HTTPBadRequest, PolicyNotAuthorized
-from pipam.service.attributes import Request, Resource
+from pipam.service.attributes import MISSING, Request, Resource
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,8 @@ RULES: dict[str, Rule] = {
     "get_network": ADMIN_ONLY | OWNER | SHARED,
     "update_network": ADMIN_ONLY | OWNER,
     "update_network:shared": ADMIN_ONLY,
+    "create_network:router:external": ADMIN_ONLY,
+    "update_network:router:external": ADMIN_ONLY,
     "delete_network": ADMIN_ONLY | OWNER,
     # subnets: created on a network by its owner only (Neutron's admin_or_network_owner)
     "create_subnet": ADMIN_ONLY | NET_OWNER,
@@ -287,9 +289,17 @@ def _refused(action: str, singular: str, failed: list[str]) -> PolicyNotAuthoriz
     return PolicyNotAuthorized(f"({' and '.join(f'rule:{n}' for n in names)}) is disallowed by policy")
 
 
-def sent_attributes(resource: Resource, request: Request) -> list[str]:
-    """The wire names of the attributes a request sets (what attribute rules are named after)."""
-    return [a.name for a in resource.attributes if a.alias_of is None and a.field in request.sent]
+def sent_attributes(resource: Resource, request: Request, create: bool = False) -> list[str]:
+    """The wire names of the attributes a request sets (what attribute rules are named after). On a
+    create, an attribute sent with its default value is not "set" (Neutron's explicitly-set rule:
+    ``shared: false`` from a project is fine)."""
+    return [
+        a.name
+        for a in resource.attributes
+        if a.alias_of is None
+        and a.field in request.sent
+        and not (create and a.default is not MISSING and request[a.field] == a.default)
+    ]
 
 
 # --- enforcement: what resource modules call -------------------------------------------------------
@@ -371,6 +381,11 @@ PERSPECTIVES = (
 )
 
 
+# Attribute names with a colon in them (Neutron's extension prefixes), told apart from nested rules
+# such as create_port:fixed_ips:ip_address when the table is drawn.
+COLON_ATTRIBUTES = {"router:external"}
+
+
 def outcome(name: str, perspective: str) -> str:
     """What ``decide`` answers for the rule called ``name`` (with the rules it refines: ``update_port``
     and ``update_port:fixed_ips`` for ``update_port:fixed_ips:ip_address``): ✓, 403, 404 (hidden:
@@ -382,6 +397,8 @@ def outcome(name: str, perspective: str) -> str:
     """
     verb, _, rest = name.partition("_")
     singular, *path = rest.split(":")
+    if ":".join(path) in COLON_ATTRIBUTES:  # one attribute whose name has a colon, not a nested rule
+        path = [":".join(path)]
     attrs = [":".join(path[: i + 1]) for i in range(len(path))]
     child = singular in NETWORK_CHILDREN
     caller = ADMIN if perspective == "admin" else Caller("p", restricted=True)

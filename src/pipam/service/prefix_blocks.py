@@ -105,3 +105,14 @@ def free_ranges(session: Session, pool_id: str) -> list[tuple[int, int]]:
         select(Block.first_key, Block.last_key).where(Block.subnetpool_id == pool_id).order_by(Block.first_key)
     )
     return [(int(a, 16), int(b, 16)) for a, b in rows]
+
+
+def withdraw(session: Session, pool_id: str, first: int, last: int) -> None:
+    """Take [first, last] out of the pool's free space (prefixes removed from the pool)."""
+    rows = session.connection().execute(
+        select(Block.id, Block.first_key, Block.last_key).where(
+            Block.subnetpool_id == pool_id, Block.first_key <= to_key(last), Block.last_key >= to_key(first)
+        )
+    )
+    for row_id, a, b in rows.all():
+        _replace(session, pool_id, row_id, [(int(a, 16), first - 1), (last + 1, int(b, 16))])

@@ -30,18 +30,25 @@ def module(kind: str) -> ResourceModule:
 
 def create(u: UnitOfWork, kind: str, body: dict[str, Any], caller: Caller = ADMIN) -> dict[str, Any]:
     m = module(kind)
-    req = m.DEFINITION.create_request(body, admin=caller.admin)
+    req = m.DEFINITION.create_request(body)
     return render(m.DEFINITION, m.create(u, req, caller), caller=caller)
 
 
 def update(u: UnitOfWork, kind: str, item_id: str, body: dict[str, Any], caller: Caller = ADMIN) -> dict[str, Any]:
     m = module(kind)
-    req = m.DEFINITION.update_request(body, admin=caller.admin)
+    req = m.DEFINITION.update_request(body)
     return render(m.DEFINITION, m.update(u, item_id, req, caller), caller=caller)
 
 
 def delete(u: UnitOfWork, kind: str, item_id: str, caller: Caller = ADMIN) -> None:
     module(kind).delete(u, item_id, caller)
+
+
+def action(u: UnitOfWork, kind: str, name: str, item_id: str, body: Any, caller: Caller = ADMIN) -> dict[str, Any]:
+    """A member action of the resource (e.g. a subnet pool's ``add_prefixes``), answered as the API does."""
+    m = module(kind)
+    declared = next(a for a in m.DEFINITION.actions if a.name == name)
+    return render(m.DEFINITION, getattr(m, name)(u, item_id, body, caller), declared.response)
 
 
 def active_driver(u: UnitOfWork) -> IpamDriver:

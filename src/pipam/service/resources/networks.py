@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import exists, select
 
 from pipam.db.models import Network, Port, Subnet
-from pipam.errors import NetworkInUse, NetworkNotFound
+from pipam.errors import InvalidInput, NetworkInUse, NetworkMtuSubnetConflict, NetworkNotFound
 from pipam.service.attributes import Attr, Bool, Int, ListOf, Request, Resource, Str, Uuid, standard_attributes
 from pipam.service.common import new_standard, touch, update_standard
 from pipam.service.database import UnitOfWork
@@ -33,18 +35,39 @@ def _subnets_for(net: Network, caller: Caller) -> list[str]:
     ]
 
 
+# The smallest MTU a subnet of each IP version works with (RFC 791, RFC 8200); the API reference
+# states them for net-mtu-writable.
+MIN_MTU = {4: 68, 6: 1280}
+
+
+def _address_scope(version: int) -> Callable[[Network], str | None]:
+    """Extension address-scope: the scope of the pools the network's subnets of ``version`` came from
+    (one at most: subnets of one IP version on a network share their pool's scope)."""
+
+    def read(net: Network) -> str | None:
+        return next((p.address_scope_id for p in net.subnet_pools if p.ip_version == version), None)
+
+    return read
+
+
 DEFINITION = Resource(
     singular="network",
     plural="networks",
     model=Network,
     not_found=NetworkNotFound,
     shared_column="shared",
+    eager=("subnet_ids", "subnet_pools"),
     attributes=(
         *standard_attributes(),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
         Attr("shared", Bool(), post=True, put=True, default=False, filter=True, sort=True, admin_only=True),
         Attr("status", Str(16), filter=True, sort=True),
-        Attr("mtu", Int(68, 65535), post=True, put=True, default=1500, filter=True, sort=True),
+        # Extensions net-mtu and net-mtu-writable: 0 (or absent) means the largest, global_physnet_mtu.
+        Attr("mtu", Int(0), post=True, put=True, filter=True, sort=True),
+        # Extension external-net: filterable, not sortable, set by admins only.
+        Attr("router:external", Bool(), post=True, put=True, default=False, filter=True, admin_only=True),
+        Attr("ipv4_address_scope", Uuid(nullable=True), read=_address_scope(4)),
+        Attr("ipv6_address_scope", Uuid(nullable=True), read=_address_scope(6)),
         Attr("subnets", ListOf(Uuid()), read=lambda net: [s.id for s in net.subnet_ids], read_for=_subnets_for),
     ),
 )
@@ -54,13 +77,29 @@ def get(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN, *, for_update:
     return get_visible(uow.session, DEFINITION, network_id, caller, for_update=for_update)
 
 
+def _mtu(uow: UnitOfWork, requested: int) -> int:
+    largest = uow.settings.global_physnet_mtu
+    if requested > largest:
+        raise InvalidInput(f"Invalid input for operation: Requested MTU is too big, maximum is {largest}.")
+    return requested or largest
+
+
+def check_mtu_allows(net: Network, version: int) -> None:
+    """A subnet of ``version`` on ``net`` needs at least that version's minimum MTU."""
+    if net.mtu < MIN_MTU[version]:
+        raise NetworkMtuSubnetConflict(
+            f"Network {net.id} has MTU {net.mtu}, below {MIN_MTU[version]}, the minimum for an IPv{version} subnet."
+        )
+
+
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Network:
     net = Network()
     new_standard(net, req, caller)
-    authorize_create(caller, DEFINITION, new_target(net.project_id), sent_attributes(DEFINITION, req))
+    authorize_create(caller, DEFINITION, new_target(net.project_id), sent_attributes(DEFINITION, req, create=True))
     net.admin_state_up = req["admin_state_up"]
     net.shared = req["shared"]
-    net.mtu = req["mtu"]
+    net.router_external = req["router_external"]
+    net.mtu = _mtu(uow, req.get("mtu", 0))
     net.status = "ACTIVE"
     uow.session.add(net)
     uow.session.flush()
@@ -71,9 +110,19 @@ def update(uow: UnitOfWork, network_id: str, req: Request, caller: Caller = ADMI
     net = fetch(uow.session, DEFINITION, network_id, for_update=True)
     authorize(uow.session, caller, DEFINITION, "update", net, sent_attributes(DEFINITION, req))
     update_standard(net, req)
-    for key in ("admin_state_up", "shared", "mtu"):
+    for key in ("admin_state_up", "shared", "router_external"):
         if key in req:
             setattr(net, key, req[key])
+    if "mtu" in req:
+        mtu = _mtu(uow, req["mtu"])
+        versions = uow.session.scalars(select(Subnet.ip_version).where(Subnet.network_id == net.id).distinct())
+        for version in sorted(versions):
+            if mtu < MIN_MTU[version]:
+                raise NetworkMtuSubnetConflict(
+                    f"Requested MTU {mtu} of network {net.id} is below {MIN_MTU[version]}, the minimum for its "
+                    f"IPv{version} subnets."
+                )
+        net.mtu = mtu
     touch(net)
     uow.session.flush()
     return net

@@ -19,6 +19,7 @@ from pipam.errors import (
     MacAddressGenerationFailure,
     MacAddressInUse,
     PortNotFound,
+    UnsupportedPortDeviceOwner,
 )
 from pipam.service.allocation import Held, Wanted, address_request, is_auto_address
 from pipam.service.attributes import (
@@ -80,9 +81,11 @@ DEFINITION = Resource(
     not_found=PortNotFound,
     extra_filters={"fixed_ips": _fixed_ips_filter},
     attributes=(
-        *standard_attributes(),
+        # Ports are the resource whose create body takes tags (tag-ports-during-bulk-creation).
+        *standard_attributes(tags_on_create=True),
         Attr("network_id", Uuid(), post=True, required=True, filter=True, sort=True),
-        Attr("mac_address", Mac(), post=True, filter=True, sort=True),
+        # An admin may change it; null asks for a new random one (port-mac-address-regenerate).
+        Attr("mac_address", Mac(nullable=True), post=True, put=True, filter=True, sort=True, admin_only_on_update=True),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
         Attr("status", Str(16), filter=True, sort=True),
         Attr("device_id", Str(255), post=True, put=True, default="", filter=True, sort=True),
@@ -181,24 +184,44 @@ def _default_allocations(uow: UnitOfWork, port: Port) -> None:
             engine.allocate(port.id, port.network_id, auto)
 
 
-def _mac(uow: UnitOfWork, req: Request, network_id: str) -> str:
-    def in_use(mac: str) -> bool:
-        stmt = select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac)
-        return uow.session.scalar(stmt) is not None
+def _mac_in_use(uow: UnitOfWork, network_id: str, mac: str) -> bool:
+    stmt = select(Port.id).where(Port.network_id == network_id, Port.mac_address == mac)
+    return uow.session.scalar(stmt) is not None
 
-    if req.get("mac_address") is not None:
-        mac: str = req["mac_address"]
-        if in_use(mac):
+
+def _mac(uow: UnitOfWork, wanted: str | None, network_id: str) -> str:
+    """The MAC asked for, if no port of the network has it, or a new random one."""
+    if wanted is not None:
+        if _mac_in_use(uow, network_id, wanted):
             raise MacAddressInUse(
-                f"Unable to complete operation for network {network_id}. The mac address {mac} is in use."
+                f"Unable to complete operation for network {network_id}. The mac address {wanted} is in use."
             )
-        return mac
+        return wanted
     # A generated MAC that collides is simply drawn again (24 random bits collide often at scale).
     for _ in range(16):
         mac = "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
-        if not in_use(mac):
+        if not _mac_in_use(uow, network_id, mac):
             return mac
     raise MacAddressGenerationFailure(f"Unable to generate a unique mac address on network {network_id}.")
+
+
+def _change_mac(uow: UnitOfWork, port: Port, wanted: str | None, device_owner: str) -> None:
+    """An admin's new MAC (or a new random one for null); the port's EUI-64 addresses follow it."""
+    if wanted == port.mac_address:
+        return
+    if device_owner.startswith("network:"):
+        raise UnsupportedPortDeviceOwner(
+            f"Operation mac address update is not supported for device_owner {device_owner} on port {port.id}."
+        )
+    port.mac_address = _mac(uow, wanted, port.network_id)
+    auto = [(a, uow.session.get(Subnet, a.subnet_id)) for a in port.fixed_ips]
+    auto = [(a, subnet) for a, subnet in auto if subnet is not None and is_auto_address(subnet)]
+    if auto:
+        uow.addresses.release([Held(a.subnet_id, a.ip_address, port.id) for a, _ in auto])
+        uow.session.expire(port, ["fixed_ips"])
+        wanted_addresses = [Wanted(s, address_request(s, None, port.mac_address)) for _, s in auto]
+        uow.addresses.allocate(port.id, port.network_id, wanted_addresses)
+        uow.session.expire(port, ["fixed_ips"])
 
 
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
@@ -208,7 +231,7 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
     target = new_target(port.project_id, network, {"device_owner": req["device_owner"]})
     authorize_create(caller, DEFINITION, target, _policy_attributes(req))
     port.network_id = network.id
-    port.mac_address = _mac(uow, req, network.id)
+    port.mac_address = _mac(uow, req.get("mac_address"), network.id)
     port.admin_state_up = req["admin_state_up"]
     port.device_id = req["device_id"]
     port.device_owner = req["device_owner"]
@@ -230,6 +253,8 @@ def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) 
     port = fetch(uow.session, DEFINITION, port_id, for_update=True)
     authorize(uow.session, caller, DEFINITION, "update", port, _policy_attributes(req), req)
     update_standard(port, req)
+    if "mac_address" in req:
+        _change_mac(uow, port, req["mac_address"], req.get("device_owner") or port.device_owner)
     for key in ("admin_state_up", "device_id", "device_owner"):
         if key in req:
             setattr(port, key, req[key])

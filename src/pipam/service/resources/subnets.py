@@ -8,8 +8,14 @@ from typing import Any
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 
-from pipam.db.models import IPAllocationPool, Network, Port, Subnet, SubnetPool
-from pipam.errors import BadRequest, InvalidInput, SubnetNotFound
+from pipam.db.models import IPAllocationPool, Network, PoolScope, Port, Subnet, SubnetPool
+from pipam.errors import (
+    BadRequest,
+    InvalidInput,
+    NetworkAddressScopeAffinityError,
+    NetworkSubnetPoolAffinityError,
+    SubnetNotFound,
+)
 from pipam.ipam.addr import IPAddress, IPNetwork, to_key
 from pipam.ipam.interface import Pool
 from pipam.service.allocation import is_auto_address
@@ -39,7 +45,6 @@ from pipam.service.policy import (
     get_visible,
     new_target,
     sent_attributes,
-    visible_clause,
 )
 from pipam.service.pools import default_pools, pools_of, validate_pools
 from pipam.service.removal import remove_subnet
@@ -131,29 +136,65 @@ def _ipv6_modes(req: Request, net: IPNetwork) -> tuple[str | None, str | None]:
     return ra, addr
 
 
-def _pick_cidr(uow: UnitOfWork, req: Request, caller: Caller) -> tuple[IPNetwork, SubnetPool | None]:
+def _bad(message: str) -> BadRequest:
+    return BadRequest(f"Bad subnets request: {message}.")
+
+
+def _pool_of(uow: UnitOfWork, req: Request, caller: Caller) -> SubnetPool | None:
+    """The subnet pool a create names, or the default pool of its IP version (default-subnetpools)."""
     cidr: IPNetwork | None = req.get("cidr")
-    version = req.get("ip_version")
     pool_id = req.get("subnetpool_id")
+    if cidr is not None and "prefixlen" in req:
+        raise _bad("cidr and prefixlen must not be supplied together")
+    if pool_id is not None and req["use_default_subnetpool"]:
+        raise _bad("subnetpool_id and use_default_subnetpool cannot both be specified")
     if pool_id is None and req["use_default_subnetpool"]:
+        version = cidr.version if cidr is not None else req.get("ip_version")
+        if version is None:
+            raise _bad("ip_version must be specified in the absence of cidr and subnetpool_id")
+        default = uow.session.scalar(select(SubnetPool).where(SubnetPool.default_ip_version == version))
         # Only a default pool the caller may read: another project's private default is not its default.
-        readable = visible_clause(caller, subnetpools.DEFINITION)
-        stmt = select(SubnetPool.id).where(SubnetPool.is_default.is_(True), SubnetPool.ip_version == (version or 4))
-        pool_id = uow.session.scalar(stmt if readable is None else stmt.where(readable))
-        if pool_id is None:
-            raise InvalidInput(f"No default subnet pool for IPv{version or 4} exists.")
+        if default is None or not can_read(uow.session, caller, subnetpools.DEFINITION, default):
+            raise _bad(f"No default subnetpool found for IPv{version}")
+        pool_id = default.id
     if pool_id is None:
         if cidr is None:
-            raise BadRequest("A cidr must be specified in the absence of a subnet pool.")
-        if "prefixlen" in req:
-            raise InvalidInput("Invalid input: prefixlen is only valid with a subnetpool_id.")
-        if version is not None and version != cidr.version:
-            raise InvalidInput(f"Invalid input: cidr {cidr} does not match ip_version {version}.")
-        return cidr, None
+            raise _bad("a subnetpool must be specified in the absence of a cidr")
+        return None
     pool = subnetpools.get(uow, pool_id, caller, for_update=True)
+    version = req.get("ip_version")
     if version is not None and version != pool.ip_version:
-        raise InvalidInput(f"Invalid input: ip_version {version} does not match subnet pool {pool.id}.")
-    return subnetpools.allocate_prefix(uow, pool, cidr, req.get("prefixlen")), pool
+        raise _bad(f"Cannot allocate IPv{version} subnet from IPv{pool.ip_version} subnet pool")
+    return pool
+
+
+def _version(req: Request, pool: SubnetPool | None) -> int:
+    """The new subnet's IP version: its pool's, or its cidr's (a create names one or the other)."""
+    if pool is not None:
+        return pool.ip_version
+    cidr: IPNetwork = req["cidr"]
+    asked = req.get("ip_version")
+    if asked is not None and asked != cidr.version:
+        raise InvalidInput(f"Invalid input for operation: cidr '{cidr}' does not match the ip_version '{asked}'.")
+    return cidr.version
+
+
+def _check_affinity(uow: UnitOfWork, network_id: str, version: int, pool: SubnetPool | None) -> None:
+    """Subnets of one IP version on a network come from one subnet pool, or from pools of one
+    address scope; a subnet from no pool cannot join subnets from a pool, nor the reverse."""
+    existing = uow.session.execute(
+        select(Subnet.subnetpool_id, PoolScope.address_scope_id)
+        .outerjoin(PoolScope, PoolScope.id == Subnet.subnetpool_id)
+        .where(Subnet.network_id == network_id, Subnet.ip_version == version)
+    ).all()
+    scope = next((scope for _, scope in existing if scope is not None), None)
+    if scope is not None and pool is not None and pool.address_scope_id != scope:
+        raise NetworkAddressScopeAffinityError()
+    for pool_id, _ in existing:
+        if pool is None and pool_id is not None:
+            raise NetworkSubnetPoolAffinityError()
+        if pool is not None and pool_id != pool.id and scope is None:
+            raise NetworkSubnetPoolAffinityError()
 
 
 def _check_overlap(uow: UnitOfWork, network_id: str, net: IPNetwork) -> None:
@@ -173,11 +214,16 @@ def _pool_rows(subnet_id: str, pools: list[Pool]) -> list[IPAllocationPool]:
 
 
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
-    # Locked: subnets of one network are checked for overlap, which two concurrent creates must not skip.
+    # Locked: subnets of one network are checked for overlap and affinity, which two concurrent
+    # creates must not skip.
     network = networks.get(uow, req["network_id"], caller, for_update=True)
     project = caller.owner_for(req)
-    authorize_create(caller, DEFINITION, new_target(project, network), sent_attributes(DEFINITION, req))
-    net, pool = _pick_cidr(uow, req, caller)
+    authorize_create(caller, DEFINITION, new_target(project, network), sent_attributes(DEFINITION, req, create=True))
+    pool = _pool_of(uow, req, caller)
+    version = _version(req, pool)
+    networks.check_mtu_allows(network, version)
+    _check_affinity(uow, network.id, version, pool)
+    net = subnetpools.allocate_prefix(uow, pool, req.get("cidr"), req.get("prefixlen")) if pool else req["cidr"]
     _check_overlap(uow, network.id, net)
     gateway = _gateway(req, net, net.network_address + 1 if net.num_addresses > 2 else None)
     given = req.get("allocation_pools")
@@ -212,6 +258,7 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
             if not owner.startswith("network:router")
         ]
     uow.addresses.subnet_created(subnet, pools, ports)
+    touch(network)  # a network's subnets changed: a new revision of the network, as in Neutron
     uow.session.flush()
     return subnet
 
@@ -251,8 +298,10 @@ def update(uow: UnitOfWork, subnet_id: str, req: Request, caller: Caller = ADMIN
 def delete(uow: UnitOfWork, subnet_id: str, caller: Caller = ADMIN) -> None:
     subnet = fetch(uow.session, DEFINITION, subnet_id, for_update=True)
     authorize(uow.session, caller, DEFINITION, "delete", subnet)
-    networks.get(uow, subnet.network_id, for_update=True)
+    network = networks.get(uow, subnet.network_id, for_update=True)
     remove_subnet(uow, subnet)
+    touch(network)
+    uow.session.flush()
 
 
 def on_network(uow: UnitOfWork, subnet_id: str, network_id: str, caller: Caller = ADMIN) -> Subnet:
