@@ -19,6 +19,7 @@ from pipam.ipam.interface import SubnetState
 class CoreSubnet:
     state: SubnetState
     addresses: list[str]  # the allocated addresses, as the import wants them
+    values: list[int]  # the same as integers, in order (the free-space check sweeps them)
 
 
 def core_batches(session: Session, batch_size: int, after: str | None = None) -> Iterator[list[CoreSubnet]]:
@@ -55,11 +56,18 @@ def load_core(session: Session, rows: list[tuple[str, str]]) -> list[CoreSubnet]
     ):
         pools[sid].append((first, last))
     addrs: dict[str, list[str]] = defaultdict(list)
-    for sid, ip in session.execute(
-        select(IPAllocation.subnet_id, IPAllocation.ip_address).where(IPAllocation.subnet_id.in_(ids))
+    values: dict[str, list[int]] = defaultdict(list)
+    for sid, ip, key in session.execute(
+        select(IPAllocation.subnet_id, IPAllocation.ip_address, IPAllocation.ip_key).where(
+            IPAllocation.subnet_id.in_(ids)
+        )
     ):
         addrs[sid].append(ip)
-    return [CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid]) for sid, cidr in rows]
+        values[sid].append(int(key, 16))
+    return [
+        CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid], sorted(values[sid]))
+        for sid, cidr in rows
+    ]
 
 
 def core_counts(session: Session) -> dict[str, int]:
