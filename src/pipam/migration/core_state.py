@@ -19,7 +19,11 @@ from pipam.ipam.interface import SubnetState
 class CoreSubnet:
     state: SubnetState
     addresses: list[str]  # the allocated addresses, as the import wants them
-    values: list[int]  # the same as integers, in order (the free-space check sweeps them)
+    keys: list[str]  # the same as ordering keys (pipam.ipam.addr.to_key)
+
+    def values(self) -> list[int]:
+        """The allocated addresses as integers, in order (the free-space check sweeps them)."""
+        return sorted(int(k, 16) for k in self.keys)
 
 
 def core_batches(session: Session, batch_size: int, after: str | None = None) -> Iterator[list[CoreSubnet]]:
@@ -56,16 +60,16 @@ def load_core(session: Session, rows: list[tuple[str, str]]) -> list[CoreSubnet]
     ):
         pools[sid].append((first, last))
     addrs: dict[str, list[str]] = defaultdict(list)
-    values: dict[str, list[int]] = defaultdict(list)
+    keys: dict[str, list[str]] = defaultdict(list)
     for sid, ip, key in session.execute(
         select(IPAllocation.subnet_id, IPAllocation.ip_address, IPAllocation.ip_key).where(
             IPAllocation.subnet_id.in_(ids)
         )
     ):
         addrs[sid].append(ip)
-        values[sid].append(int(key, 16))
+        keys[sid].append(key)
     return [
-        CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid], sorted(values[sid]))
+        CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid], keys[sid])
         for sid, cidr in rows
     ]
 

@@ -75,6 +75,25 @@ def points(values: Sequence[int]) -> list[Interval]:
     return [(v, v) for v in values]
 
 
+def pools_minus(pools: Sequence[Interval], allocated: Sequence[int]) -> list[Interval]:
+    """What should be free: ordered pools minus ordered allocated addresses, in one sweep over both.
+    The result is disjoint and, with pools merged first, never adjacent: ``merge`` leaves it as it is."""
+    out: list[Interval] = []
+    i, n = 0, len(allocated)
+    for first, last in merge(pools)[0]:
+        while i < n and allocated[i] < first:
+            i += 1
+        start = first
+        while i < n and allocated[i] <= last:
+            if allocated[i] > start:
+                out.append((start, allocated[i] - 1))
+            start = max(start, allocated[i] + 1)
+            i += 1
+        if start <= last:
+            out.append((start, last))
+    return out
+
+
 # --- the checks -----------------------------------------------------------------------------------
 
 
@@ -82,7 +101,7 @@ def check_ranges(
     pools: Sequence[Interval], allocated: Sequence[int], stored: Sequence[Interval], pending: Sequence[Interval] = ()
 ) -> list[Problem]:
     """Stored free ranges against pools minus allocations (all ordered); ``pending`` addresses are left out."""
-    expected, _ = merge(subtract(pools, points(allocated)))
+    expected = pools_minus(pools, allocated)
     union, twice = merge(stored)
     if union == expected and not twice:
         return []  # the common case: one sweep each way and an equality
@@ -109,7 +128,7 @@ def check_probe(
     if offered is None:
         if shared:
             return []
-        free = subtract(subtract(pools, points(allocated)), pending)
+        free = subtract(pools_minus(pools, allocated), pending)
         return [Problem(MISSING, a, b) for a, b in free]
     if any(a <= offered <= b for a, b in pending):
         return []

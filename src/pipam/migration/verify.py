@@ -91,7 +91,7 @@ def _verify_subnet(
     foreign = _drop_foreign(driver, core.state, held)
     compare_subnet(result, core.state, held, pending)
     if held is not None and result.free_space["check"] != "none":
-        compare_free_space(result, held, core.values, free.get(sid), pending, driver.shared)
+        compare_free_space(result, held, core.values(), free.get(sid), pending, driver.shared)
     return foreign
 
 
