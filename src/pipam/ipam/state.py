@@ -1,4 +1,6 @@
-"""The IPAM state: which backend is active, the migration fence, the change journal, migration records.
+"""The IPAM state: which backend is active, the fence, the change journal, migration records.
+
+The fence is held by a migration (its id) or by a free-space repair (an id of its own, ``repair-...``).
 
 This is the only module that reads or writes ``ipam_state``, ``ipam_gate``, ``ipam_migrations`` and
 ``ipam_changes``; servers, the migration and the CLI all go through it.
