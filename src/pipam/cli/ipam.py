@@ -259,8 +259,8 @@ def repair(
 def _human_repair(report: RepairReport) -> None:
     say(f"{report.outcome}: backend {report.backend}")
     if report.found and report.subnets:
-        verb = "would change" if report.outcome == "dry-run" else "changed"
-        say(f"{verb} the free space of {len(report.subnets)} subnet(s):")
+        done = "would rebuild" if report.outcome == "dry-run" else "rebuilt"
+        say(f"{done} the free space of {len(report.subnets)} subnet(s), which was wrong here:")
         for d in report.found["differences"]:
             say(f"  {d['subnet_id']} {d['kind']}: {d['detail']}")
         shown = len(report.found["differences"])
