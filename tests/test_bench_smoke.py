@@ -75,3 +75,12 @@ def test_prefixes(tmp_path):
     run_bench("prefixes", "--pool-prefix", "24", "--subnet-prefix", "28", "--json", str(out))
     for r in json.loads(out.read_text())["backends"].values():
         assert r["allocations"] == 16 and len(r["deciles"]) == 10
+
+
+def test_verify_free_space(tmp_path):
+    out = tmp_path / "v.json"
+    run_bench("verify_free_space", "--size", "2000", "--subnets", "20", "--rounds", "1", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert set(data["backends"]) == {"internal", "builtin"} and data["migration_verify_s"] > 0
+    for runs in data["backends"].values():
+        assert runs["with_check"][0]["in_check_s"] > runs["without_check"][0]["in_check_s"]

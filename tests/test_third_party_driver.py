@@ -130,3 +130,28 @@ def test_server_runs_with_third_party_driver(ext_db, schema_url, tmp_path, ext_s
     finally:
         srv.stop()
     assert {r[0] for r in ext_store.execute("SELECT ip FROM allocs")} == ips
+
+
+def test_verify_probes_the_free_space_of_an_outside_ipam(ext_db, schema_url, ext_store):
+    n = net(ext_db)["id"]
+    s = subnet(ext_db, n, "10.0.0.0/24")["id"]
+    port(ext_db, n, fixed_ips=[{"ip_address": "10.0.0.2"}])
+    code, out = cli(schema_url, "extipam", "ipam", "verify", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["free_space"]["check"] == "probe" and result["free_space"]["subnets_checked"] == 1
+    # The outside IPAM loses Pipam's record of 10.0.0.2: the next address it would hand out is one a port holds.
+    ext_store.execute("DELETE FROM allocs WHERE ip = '10.0.0.2'")
+    code, out = cli(schema_url, "extipam", "ipam", "verify", "--json")
+    result = json.loads(out)
+    assert code == 1
+    offered = [d for d in result["differences"] if d["kind"] == "free_space_allocated"]
+    assert offered == [
+        {
+            "subnet_id": s,
+            "kind": "free_space_allocated",
+            "detail": offered[0]["detail"],
+            "range": {"first": "10.0.0.2", "last": "10.0.0.2"},
+        }
+    ]
+    code, out = cli(schema_url, "extipam", "ipam", "repair", "--backend", "extipam", "--yes")
+    assert code == 1 and "probes an outside IPAM" in out

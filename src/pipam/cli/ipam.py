@@ -18,13 +18,15 @@ from pipam.ipam.interface import DriverContext
 from pipam.ipam.registry import driver_settings, load_driver
 from pipam.migration.core_state import core_counts
 from pipam.migration.progress import Observer
+from pipam.migration.repair import Repairer, RepairReport
 from pipam.migration.runner import Migrator, Options, Report
 from pipam.migration.runner import cleanup as cleanup_backend
 from pipam.migration.status import status as backend_status
 from pipam.migration.verify import verify as verify_backend
 
 app = typer.Typer(
-    help="IPAM backends: which one is active, migration between them, verification and stale-data cleanup.",
+    help="IPAM backends: which one is active, migration between them, verification, free-space repair and "
+    "stale-data cleanup.",
     no_args_is_help=True,
 )
 
@@ -201,12 +203,79 @@ def verify(
         say("core:    " + ", ".join(f"{k}={v}" for k, v in result.core.items()))
         say("backend: " + ", ".join(f"{k}={v}" for k, v in result.backend.items()))
         say(f"checksum: core {result.checksums()['core']} backend {result.checksums()['backend']}")
+        say(_free_space_line(result.free_space, len(result.free_space_subnets)))
         for d in result.differences:
             say(f"  {d.subnet_id} {d.kind}: {d.detail}")
         if result.difference_count > len(result.differences):
             say(f"  ... and {result.difference_count - len(result.differences)} more")
     if not result.clean:
         raise typer.Exit(1)
+
+
+def _free_space_line(free: dict[str, Any], differing: int) -> str:
+    if free["check"] == "none":
+        return "free space: not checked (the backend declares no free-space check)"
+    how = "free ranges" if free["check"] == "ranges" else "a free-address probe"
+    verdict = "agrees" if not differing else f"differs in {differing} subnet(s)"
+    return f"free space: {verdict} ({how}, {free['subnets_checked']} subnets checked)"
+
+
+@app.command()
+@friendly_errors
+def repair(
+    ctx: typer.Context,
+    backend: str = typer.Option(..., "--backend", help="Backend whose free space to rebuild."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; write nothing, no fence."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    batch_size: int = typer.Option(500, "--batch-size", min=1, help="Subnets per query batch and per transaction."),
+    take_over_fence: bool = typer.Option(
+        False, "--take-over-fence", help="Take over the fence a killed repair left up (never a migration's)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Rebuild a backend's free space from its allocation pools and the core's allocations.
+
+    The subnets whose free space differs are found online, as 'pipam ipam verify' finds them. Then the
+    fence goes up (address changes answer 503 with Retry-After on every server), their free space is
+    rebuilt and checked again, and the fence comes down, whatever happens. Exit 1 when some subnets
+    still differ (their pools or allocations differ too: re-migrate).
+    """
+    settings = settings_of(ctx)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to repair without confirmation: add --yes (or --dry-run to see what would change)", code=2)
+        typer.confirm(f"Rebuild the free space of {backend!r}, pausing address changes meanwhile?", abort=True)
+    engine = current_engine(settings)
+    observer = make_observer(quiet=as_json)
+    try:
+        report = Repairer(engine, settings, observer).run(backend, dry_run, batch_size, take_over_fence)
+    finally:
+        observer.close()
+        engine.dispose()
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        _human_repair(report)
+    if report.outcome == "incomplete":
+        raise typer.Exit(1)
+
+
+def _human_repair(report: RepairReport) -> None:
+    say(f"{report.outcome}: backend {report.backend}")
+    if report.found and report.subnets:
+        done = "would rebuild" if report.outcome == "dry-run" else "rebuilt"
+        say(f"{done} the free space of {len(report.subnets)} subnet(s), which was wrong here:")
+        for d in report.found["differences"]:
+            say(f"  {d['subnet_id']} {d['kind']}: {d['detail']}")
+        shown = len(report.found["differences"])
+        total = report.found["free_space"]["differences"]
+        if total > shown:
+            say(f"  ... and {total - shown} more")
+    if report.after and not report.after["clean"]:
+        say("still different after the rebuild:")
+        for d in report.after["differences"][:50]:
+            say(f"  {d['subnet_id']} {d['kind']}: {d['detail']}")
+    say(report.message)
 
 
 @app.command()

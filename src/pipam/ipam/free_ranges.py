@@ -86,6 +86,21 @@ class RangeStore:
         )
         return [(int(a, 16), int(b, 16)) for a, b in rows]
 
+    def ranges_by_owner(self, session: Session, owner_ids: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+        """The ranges of several owners, each ordered by first address, as stored (overlaps kept);
+        an owner with no range is absent. One query per 500 owners."""
+        found: dict[str, list[tuple[int, int]]] = {}
+        ids = list(owner_ids)
+        for start in range(0, len(ids), 500):
+            rows = session.connection().execute(
+                select(self.owner, self.c.first_key, self.c.last_key)
+                .where(self.owner.in_(ids[start : start + 500]))
+                .order_by(self.owner, self.c.first_key)
+            )
+            for owner, a, b in rows:
+                found.setdefault(owner, []).append((int(a, 16), int(b, 16)))
+        return found
+
     # --- claiming ------------------------------------------------------------------------------
 
     def take_any(self, session: Session, owner_id: str, lo: int, hi: int, lowest: bool = False) -> int | None:

@@ -22,14 +22,28 @@ Rules a driver may rely on (the allocation engine, ``pipam.service.allocation``,
   request names.
 - The migration calls ``import_subnet`` and ``IpamSubnet.reconcile`` on an inactive backend while
   another one serves requests; they must be idempotent.
+
+Free space. What decides the next allocation is a backend's free space, so ``pipam ipam verify`` (and
+a migration's verify) checks it too, in the way the driver declares with ``free_space_check``:
+
+- ``"ranges"``: the backend keeps free space of its own (free ranges). ``free_space`` answers
+  :class:`FreeRanges` per subnet, exactly as stored (a corrupt store may hold overlapping ranges:
+  do not merge or clip them); verify checks that they cover exactly the subnet's pools minus the
+  core's allocations. ``rebuild_free_space`` rebuilds them (``pipam ipam repair``), called under the
+  fence, so no address changes meanwhile.
+- ``"probe"``: the backend derives free space from what it holds (an outside IPAM). ``free_space``
+  answers :class:`FreeProbe` per subnet: the address it would hand out next, without handing it out;
+  verify checks that it lies in a pool and that no port holds it. ``rebuild_free_space`` is not called.
+- ``"none"`` (also assumed when a driver lacks the attribute): the check does not apply; verify says
+  so. Neither method is called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import netaddr
 from pydantic import BaseModel
@@ -110,6 +124,29 @@ class SubnetState:
     allocations: netaddr.IPSet = field(default_factory=netaddr.IPSet)
 
 
+# --- a backend's free space (see "Free space" above) --------------------------------------------
+
+FreeSpaceCheck = Literal["ranges", "probe", "none"]
+
+
+@dataclass(frozen=True)
+class FreeRanges:
+    """The free ranges a backend keeps for one subnet: inclusive integer address ranges, as stored,
+    ordered by first address."""
+
+    ranges: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class FreeProbe:
+    """The address a backend would hand out next in one subnet (not handed out); None: none is free."""
+
+    address: str | None
+
+
+FreeSpace = FreeRanges | FreeProbe
+
+
 @dataclass
 class DriverContext:
     session: Session
@@ -157,6 +194,8 @@ class IpamDriver(Protocol):
     settings_model: ClassVar[type[BaseModel] | None]
     # A folder of Alembic revisions for the driver's own tables (one branch labelled with its name).
     schema: ClassVar[Path | None]
+    # How verify checks this backend's free space: "ranges", "probe" or "none" (module docstring).
+    free_space_check: ClassVar[FreeSpaceCheck]
 
     def __init__(self, context: DriverContext) -> None: ...
 
@@ -187,4 +226,16 @@ class IpamDriver(Protocol):
 
     def purge(self) -> dict[str, int]:
         """Delete everything this backend holds (stale-data cleanup); returns counts deleted."""
+        ...
+
+    # free space (only for free_space_check "ranges" or "probe")
+    def free_space(self, subnet_ids: Sequence[str]) -> dict[str, FreeSpace]:
+        """The free space of each of these subnets that the backend holds, read in one go where it can
+        (verify asks for a batch of subnets at a time). A subnet held with nothing free is answered
+        (``FreeRanges([])`` or ``FreeProbe(None)``), not left out."""
+        ...
+
+    def rebuild_free_space(self, subnet_id: str, allocated: Collection[str]) -> None:
+        """("ranges" only) Replace the subnet's free space with its pools minus ``allocated`` (the core's
+        allocations) and minus whatever the backend itself records as allocated."""
         ...

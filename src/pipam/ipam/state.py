@@ -1,4 +1,6 @@
-"""The IPAM state: which backend is active, the migration fence, the change journal, migration records.
+"""The IPAM state: which backend is active, the fence, the change journal, migration records.
+
+The fence is held by a migration (its id) or by a free-space repair (an id of its own, ``repair-...``).
 
 This is the only module that reads or writes ``ipam_state``, ``ipam_gate``, ``ipam_migrations`` and
 ``ipam_changes``; servers, the migration and the CLI all go through it.
@@ -85,9 +87,26 @@ def enter(session: Session) -> IpamStatus:
     status = IpamStatus(row[0], row[1], row[2])
     if status.fence is not None:
         raise IpamMigrationInProgress(
-            f"IPAM backend migration {status.fence} is in progress; address changes resume when it ends."
+            f"{fence_holder(status.fence)} is in progress; address changes resume when it ends."
         )
     return status
+
+
+# A repair (``pipam ipam repair``) holds the fence under an id of its own: it has no migration record.
+REPAIR_PREFIX = "repair-"
+
+
+def new_repair_id() -> str:
+    return f"{REPAIR_PREFIX}{uuid.uuid4().hex[:16]}"
+
+
+def is_repair(fence_id: str) -> bool:
+    return fence_id.startswith(REPAIR_PREFIX)
+
+
+def fence_holder(fence_id: str) -> str:
+    """Who holds the fence, as messages name it."""
+    return f"IPAM backend repair {fence_id}" if is_repair(fence_id) else f"IPAM backend migration {fence_id}"
 
 
 # --- changing state -----------------------------------------------------------------------------
@@ -146,7 +165,13 @@ def raise_fence(session: Session, migration_id: str, reason: str) -> None:
     if not _transition(session, expect_fence=None, fence_migration_id=migration_id, fence_reason=reason):
         current = read(session)
         if current.fence != migration_id:
-            raise MigrationError(f"migration {current.fence} holds the fence; see 'pipam ipam status'")
+            raise MigrationError(f"{fence_holder(str(current.fence))} holds the fence; see 'pipam ipam status'")
+
+
+def take_over_fence(session: Session, old: str, new: str, reason: str) -> None:
+    """Hand a fence left up (by a repair that was killed) to ``new`` without lowering it in between."""
+    if not _transition(session, expect_fence=old, fence_migration_id=new, fence_reason=reason):
+        raise MigrationError(f"{fence_holder(old)} no longer holds the fence; see 'pipam ipam status'")
 
 
 def lower_fence(session: Session, migration_id: str) -> None:

@@ -16,11 +16,15 @@ MAX_LISTED = 1000  # differences listed one by one; beyond that only counted
 @dataclass
 class Difference:
     subnet_id: str
-    kind: str  # missing_subnet, extra_subnet, cidr, pools, missing_allocations, extra_allocations
+    # missing_subnet, extra_subnet, cidr, pools, missing_allocations, extra_allocations, and the
+    # free-space kinds of pipam.migration.free_space (free_space_*)
+    kind: str
     detail: str
+    range: tuple[str, str] | None = None  # first and last address, for the free-space kinds
 
-    def as_dict(self) -> dict[str, str]:
-        return {"subnet_id": self.subnet_id, "kind": self.kind, "detail": self.detail}
+    def as_dict(self) -> dict[str, Any]:
+        span = None if self.range is None else {"first": self.range[0], "last": self.range[1]}
+        return {"subnet_id": self.subnet_id, "kind": self.kind, "detail": self.detail, "range": span}
 
 
 @dataclass
@@ -29,6 +33,12 @@ class Comparison:
     difference_count: int = 0
     core: dict[str, int] = field(default_factory=lambda: {"subnets": 0, "pools": 0, "allocations": 0})
     backend: dict[str, int] = field(default_factory=lambda: {"subnets": 0, "pools": 0, "allocations": 0})
+    # How the backend's free space was checked ("ranges", "probe" or "none": not applicable) and over
+    # how many subnets; the subnets whose free space differs (what ``pipam ipam repair`` rebuilds).
+    free_space: dict[str, Any] = field(
+        default_factory=lambda: {"check": "none", "subnets_checked": 0, "differences": 0}
+    )
+    free_space_subnets: set[str] = field(default_factory=set)
     _core_hash: Any = field(default_factory=hashlib.sha256)
     _backend_hash: Any = field(default_factory=hashlib.sha256)
 
@@ -59,6 +69,7 @@ class Comparison:
             "differences": [d.as_dict() for d in self.differences],
             "core": self.core,
             "backend": self.backend,
+            "free_space": {**self.free_space, "subnets_differing": len(self.free_space_subnets)},
             "checksum": self.checksums(),
         }
 

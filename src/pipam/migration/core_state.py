@@ -20,6 +20,11 @@ from pipam.ipam.interface import SubnetState
 class CoreSubnet:
     state: SubnetState
     addresses: list[str]  # the allocated addresses, as the import wants them
+    keys: list[str]  # the same as ordering keys (pipam.ipam.addr.to_key)
+
+    def values(self) -> list[int]:
+        """The allocated addresses as integers, in order (the free-space check sweeps them)."""
+        return sorted(int(k, 16) for k in self.keys)
 
 
 def core_batches(
@@ -79,11 +84,18 @@ def load_core(session: Session, rows: list[tuple[str, str]]) -> list[CoreSubnet]
     ):
         pools[sid].append((first, last))
     addrs: dict[str, list[str]] = defaultdict(list)
-    for sid, ip in session.execute(
-        select(IPAllocation.subnet_id, IPAllocation.ip_address).where(IPAllocation.subnet_id.in_(ids))
+    keys: dict[str, list[str]] = defaultdict(list)
+    for sid, ip, key in session.execute(
+        select(IPAllocation.subnet_id, IPAllocation.ip_address, IPAllocation.ip_key).where(
+            IPAllocation.subnet_id.in_(ids)
+        )
     ):
         addrs[sid].append(ip)
-    return [CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid]) for sid, cidr in rows]
+        keys[sid].append(key)
+    return [
+        CoreSubnet(SubnetState(sid, cidr, pools[sid], netaddr.IPSet(addrs[sid])), addrs[sid], keys[sid])
+        for sid, cidr in rows
+    ]
 
 
 def core_counts(session: Session) -> dict[str, int]:

@@ -516,6 +516,7 @@ class Migrator:
 
     def _fail(self, mig_id: str, report: Report, comparison: Comparison) -> Report:
         first = comparison.differences[0]
+        report.verification = comparison.as_dict()  # the verify that failed: online, or the fenced one
 
         def run(tx: Transaction) -> Report:
             current = state.read(tx.session)

@@ -1,4 +1,8 @@
-"""``pipam ipam verify``: a backend's state against the core tables, at any time."""
+"""``pipam ipam verify``: a backend's state against the core tables, at any time.
+
+Two checks per subnet, kept apart: what the backend *holds* (its subnet, pools and allocations, by
+``compare_subnet``) and what it would *hand out* (its free space, by ``compare_free_space``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pipam.db.models import Subnet
-from pipam.ipam.interface import IpamDriver
+from pipam.ipam.interface import FreeSpace, IpamDriver, SubnetState
 from pipam.migration.compare import Comparison, compare_subnet
-from pipam.migration.core_state import core_batches, load_subnets
+from pipam.migration.core_state import CoreSubnet, core_batches, load_subnets
+from pipam.migration.free_space import check_of, compare_free_space, read_free_space
 from pipam.migration.progress import Observer, Silent
 
 
@@ -30,19 +35,13 @@ def verify(
     progress = progress or Silent()
     pending = pending or {}
     result = Comparison()
+    result.free_space["check"] = check_of(driver)
     foreign = 0
     for batch in core_batches(session, batch_size):
-        for core in batch:
-            sid = core.state.subnet_id
-            if sid in pending and pending[sid] is None:
-                continue
-            held = driver.dump_subnet(sid)
-            if driver.shared and held is not None:
-                # Addresses other systems hold in a shared IPAM are theirs, not differences.
-                others = held.allocations - core.state.allocations
-                foreign += others.size
-                held.allocations -= others
-            compare_subnet(result, core.state, held, pending.get(sid))
+        cores = [c for c in batch if not (c.state.subnet_id in pending and pending[c.state.subnet_id] is None)]
+        free = read_free_space(driver, [c.state.subnet_id for c in cores])
+        for core in cores:
+            foreign += _verify_subnet(result, driver, core, free, pending.get(core.state.subnet_id))
         progress.advance(len(batch))
     after = None
     while True:
@@ -64,12 +63,42 @@ def verify(
 def verify_subnets(session: Session, driver: IpamDriver, subnet_ids: Collection[str]) -> Comparison:
     """The same comparison for a few subnets (those a migration's journal touched)."""
     result = Comparison()
-    cores = {c.state.subnet_id: c for c in load_subnets(session, sorted(subnet_ids))}
-    for sid in sorted(subnet_ids):
-        held = driver.dump_subnet(sid)
+    result.free_space["check"] = check_of(driver)
+    ids = sorted(subnet_ids)
+    cores = {c.state.subnet_id: c for c in load_subnets(session, ids)}
+    free = read_free_space(driver, [sid for sid in ids if sid in cores])
+    for sid in ids:
         core = cores.get(sid)
-        if driver.shared and held is not None:
-            held.allocations -= held.allocations - (core.state.allocations if core else netaddr.IPSet())
-        if core is not None or held is not None:
-            compare_subnet(result, core.state if core else None, held)
+        if core is not None:
+            _verify_subnet(result, driver, core, free)
+            continue
+        stale = driver.dump_subnet(sid)
+        if stale is not None:
+            compare_subnet(result, None, stale)
     return result
+
+
+def _verify_subnet(
+    result: Comparison,
+    driver: IpamDriver,
+    core: CoreSubnet,
+    free: Mapping[str, FreeSpace],
+    pending: netaddr.IPSet | None = None,
+) -> int:
+    """Both checks of one core subnet; returns how many addresses others hold in a shared backend."""
+    sid = core.state.subnet_id
+    held = driver.dump_subnet(sid)
+    foreign = _drop_foreign(driver, core.state, held)
+    compare_subnet(result, core.state, held, pending)
+    if held is not None and result.free_space["check"] != "none":
+        compare_free_space(result, held, core.values(), free.get(sid), pending, driver.shared)
+    return foreign
+
+
+def _drop_foreign(driver: IpamDriver, core: SubnetState, held: SubnetState | None) -> int:
+    """Addresses other systems hold in a shared IPAM are theirs, not differences: left out."""
+    if not driver.shared or held is None:
+        return 0
+    others = held.allocations - core.allocations
+    held.allocations -= others
+    return int(others.size)

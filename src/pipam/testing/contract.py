@@ -37,11 +37,14 @@ from pipam.ipam.interface import (
     AnyAddressRequest,
     AutomaticAddressRequest,
     BulkAddressRequest,
+    FreeProbe,
+    FreeRanges,
     IpamDriver,
     PreferNextAddressRequest,
     SpecificAddressRequest,
     SubnetState,
 )
+from pipam.migration.free_space import check_of
 from pipam.service.allocation import Held, Wanted
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database, UnitOfWork
@@ -89,6 +92,17 @@ class Harness:
         state = self.driver(lambda d: d.dump_subnet(subnet_id))
         assert state is not None, f"the driver holds nothing for subnet {subnet_id}"
         return state.allocations
+
+    def free_space(self, subnet_id: str) -> netaddr.IPSet | str | None:
+        """What the driver says is free: a "ranges" driver's ranges as a set, a "probe" driver's address."""
+        answer = self.driver(lambda d: d.free_space([subnet_id]))[subnet_id]
+        if isinstance(answer, FreeRanges):
+            version = ipaddress.ip_network(self.client.show("subnet", subnet_id)["cidr"]).version
+            return netaddr.IPSet(
+                netaddr.IPRange(netaddr.IPAddress(a, version), netaddr.IPAddress(b, version)) for a, b in answer.ranges
+            )
+        assert isinstance(answer, FreeProbe), answer
+        return answer.address
 
     def fill(self, subnet_id: str) -> list[str]:
         got: list[str] = []
@@ -234,3 +248,48 @@ class DriverContract:
         assert ipam.driver(lambda d: d.dump_subnet(sid)) is None
         with pytest.raises(PipamError):
             ipam.driver(lambda d: d.get_subnet(sid))
+
+    # --- free space (``free_space_check`` in pipam.ipam.interface) ---------------------------------
+
+    def check(self, ipam: Harness) -> str:
+        check = ipam.driver(check_of)
+        if check == "none":
+            pytest.skip(f"{self.backend} declares no free-space check")
+        return check
+
+    def test_free_space_is_pools_minus_allocations(self, ipam: Harness) -> None:
+        check = self.check(ipam)
+        sid = ipam.subnet("10.32.0.0/24", [("10.32.0.10", "10.32.0.19"), ("10.32.0.100", "10.32.0.109")])
+        got = ipam.allocate(sid, BulkAddressRequest(6))
+        ipam.release(sid, got[0])
+        ipam.allocate(sid, SpecificAddressRequest(ipaddress.ip_address("10.32.0.5")))  # outside every pool
+        v6 = ipam.subnet("2001:db8:c2::/64", ipv6_address_mode="dhcpv6-stateful", ipv6_ra_mode="dhcpv6-stateful")
+        ipam.allocate(v6, AnyAddressRequest())
+        pools = netaddr.IPSet(netaddr.IPRange("10.32.0.10", "10.32.0.19")) | netaddr.IPSet(
+            netaddr.IPRange("10.32.0.100", "10.32.0.109")
+        )
+        expected = pools - netaddr.IPSet(got[1:])
+        answer = ipam.free_space(sid)
+        if check == "ranges":
+            assert answer == expected
+        else:
+            assert answer in expected
+        # verify runs the same check over every subnet, a /64 included, and finds it clean.
+        result = ipam.client.verify()
+        assert result.clean, [d.as_dict() for d in result.differences]
+        assert result.free_space["check"] == check and result.free_space["subnets_checked"] == 2
+        ipam.fill(sid)
+        assert ipam.free_space(sid) in (netaddr.IPSet(), None)
+
+    def test_rebuild_free_space_keeps_what_is_held(self, ipam: Harness) -> None:
+        if self.check(ipam) != "ranges":
+            pytest.skip(f"{self.backend} keeps no free ranges to rebuild")
+        sid = ipam.subnet("10.33.0.0/28")  # pool 10.33.0.2 - 10.33.0.14
+        ipam.allocate(sid, SpecificAddressRequest(ipaddress.ip_address("10.33.0.3")))
+        pool = netaddr.IPSet(netaddr.IPRange("10.33.0.2", "10.33.0.14"))
+        ipam.driver(lambda d: d.rebuild_free_space(sid, ["10.33.0.9"]))
+        assert ipam.free_space(sid) == pool - netaddr.IPSet(["10.33.0.3", "10.33.0.9"])
+        # Rebuilt from nothing: what the backend holds stays out of the free space all the same.
+        ipam.driver(lambda d: d.rebuild_free_space(sid, []))
+        assert ipam.free_space(sid) == pool - netaddr.IPSet(["10.33.0.3"])
+        assert sorted(ipam.fill(sid), key=netaddr.IPAddress) == [str(a) for a in pool if str(a) != "10.33.0.3"]

@@ -13,6 +13,7 @@ import os
 import random
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from typing import ClassVar
 
 import netaddr
@@ -29,6 +30,8 @@ from pipam.ipam.interface import (
     AutomaticAddressRequest,
     BulkAddressRequest,
     DriverContext,
+    FreeProbe,
+    FreeSpace,
     PreferNextAddressRequest,
     SpecificAddressRequest,
     SpecificSubnetRequest,
@@ -60,6 +63,23 @@ class ExternalSubnet:
             lambda: self.driver.db.execute("DELETE FROM allocs WHERE subnet_id=? AND ip=?", (self.subnet_id, ip))
         )
         return True
+
+    def next_free(self) -> str | None:
+        """The lowest pool address nobody holds, found by walking the held addresses (never the pool)."""
+        held = sorted(
+            int(ipaddress.ip_address(r[0]))
+            for r in self.driver.db.execute("SELECT ip FROM allocs WHERE subnet_id=?", (self.subnet_id,))
+        )
+        for a, b in sorted(self.pools):
+            value = a
+            for h in held:
+                if h == value:
+                    value += 1
+                elif h > value:
+                    break
+            if value <= b:
+                return str(ipaddress.ip_address(value) if self.network.version == 6 else ipaddress.IPv4Address(value))
+        return None
 
     def _lowest(self) -> str:
         held = {r[0] for r in self.driver.db.execute("SELECT ip FROM allocs WHERE subnet_id=?", (self.subnet_id,))}
@@ -135,6 +155,8 @@ class ExternalIpam:
     shared: ClassVar[bool] = True
     settings_model: ClassVar[None] = None
     schema: ClassVar[None] = None
+    # It keeps no free space of its own (free is whatever nobody holds): verify probes it instead.
+    free_space_check: ClassVar[str] = "probe"
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
@@ -201,6 +223,15 @@ class ExternalIpam:
             "subnets": self.db.execute("SELECT count(*) FROM subnets").fetchone()[0],
             "allocations": self.db.execute("SELECT count(*) FROM allocs WHERE owner='pipam'").fetchone()[0],
         }
+
+    def free_space(self, subnet_ids: Sequence[str]) -> dict[str, FreeSpace]:
+        found: dict[str, FreeSpace] = {}
+        for sid in subnet_ids:
+            try:
+                found[sid] = FreeProbe(self.get_subnet(sid).next_free())
+            except IpamSubnetNotFound:
+                continue
+        return found
 
     def purge(self) -> dict[str, int]:
         raise RuntimeError("a shared IPAM is never purged by Pipam")

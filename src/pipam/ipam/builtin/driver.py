@@ -6,6 +6,7 @@ Deprecated: kept so that existing deployments run unchanged and so that a migrat
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection, Sequence
 from typing import ClassVar
 
 import netaddr
@@ -16,7 +17,14 @@ from pipam.db.models import IPAllocation, IPAllocationPool, IPAvailabilityRange,
 from pipam.errors import IpamSubnetNotFound
 from pipam.ipam.addr import from_key
 from pipam.ipam.free_ranges import PoolBounds, RangeStore, subtract
-from pipam.ipam.interface import DriverContext, SpecificSubnetRequest, SubnetState
+from pipam.ipam.interface import (
+    DriverContext,
+    FreeRanges,
+    FreeSpace,
+    FreeSpaceCheck,
+    SpecificSubnetRequest,
+    SubnetState,
+)
 from pipam.ipam.range_subnet import RangeSubnet
 from pipam.ipam.state_sets import ipset_of_ranges
 
@@ -68,6 +76,7 @@ class BuiltinDriver:
     shared: ClassVar[bool] = False
     settings_model: ClassVar[None] = None
     schema: ClassVar[None] = None  # its free ranges are a core table
+    free_space_check: ClassVar[FreeSpaceCheck] = "ranges"
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
@@ -149,3 +158,17 @@ class BuiltinDriver:
     def purge(self) -> dict[str, int]:
         deleted = self.session.execute(delete(IPAvailabilityRange)).rowcount
         return {"free_ranges": deleted}
+
+    # --- free space ----------------------------------------------------------------------------
+
+    def free_space(self, subnet_ids: Sequence[str]) -> dict[str, FreeSpace]:
+        # Every core subnet is held (the core tables are this backend's own): one with no rows has nothing free.
+        stored = RANGES.ranges_by_owner(self.session, subnet_ids)
+        return {sid: FreeRanges(stored.get(sid, [])) for sid in subnet_ids}
+
+    def rebuild_free_space(self, subnet_id: str, allocated: Collection[str]) -> None:
+        # The ledger is the core table itself, so "what the backend records" is already in ``allocated``;
+        # it is read again here so that a caller passing less cannot free a held address.
+        values = {int(ipaddress.ip_address(a)) for a in allocated}
+        values.update(core_allocated_values(self.session, subnet_id))
+        RANGES.rebuild(self.session, subnet_id, core_pools(self.session, subnet_id), values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +21,14 @@ from pipam.ipam.drivers.internal.models import (
     IpamSubnet,
 )
 from pipam.ipam.free_ranges import PoolBounds, RangeStore
-from pipam.ipam.interface import DriverContext, SpecificSubnetRequest, SubnetState
+from pipam.ipam.interface import (
+    DriverContext,
+    FreeRanges,
+    FreeSpace,
+    FreeSpaceCheck,
+    SpecificSubnetRequest,
+    SubnetState,
+)
 from pipam.ipam.range_subnet import RangeSubnet
 
 RANGES = RangeStore(IpamAvailabilityRange.__table__, "ipam_subnet_id")  # type: ignore[arg-type]
@@ -65,6 +73,7 @@ class InternalDriver:
     shared: ClassVar[bool] = False
     settings_model: ClassVar[None] = None
     schema: ClassVar[Path] = Path(__file__).parent / "migrations"
+    free_space_check: ClassVar[FreeSpaceCheck] = "ranges"
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
@@ -203,3 +212,31 @@ class InternalDriver:
         ):
             deleted[key] = self.session.execute(delete(model)).rowcount
         return deleted
+
+    # --- free space ----------------------------------------------------------------------------
+
+    def free_space(self, subnet_ids: Sequence[str]) -> dict[str, FreeSpace]:
+        owners: dict[str, str] = {}
+        ids = list(subnet_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            stmt = select(IpamSubnet.id, IpamSubnet.subnet_id).where(IpamSubnet.subnet_id.in_(chunk))
+            owners.update((owner, sid) for owner, sid in self.session.execute(stmt))
+        stored = RANGES.ranges_by_owner(self.session, list(owners))
+        return {sid: FreeRanges(stored.get(owner, [])) for owner, sid in owners.items()}
+
+    def rebuild_free_space(self, subnet_id: str, allocated: Collection[str]) -> None:
+        row = self._row(subnet_id)
+        if row is None:
+            raise IpamSubnetNotFound(subnet_id, self.name)
+        pools = [
+            PoolBounds(pid, int(a, 16), int(b, 16))
+            for pid, a, b in self.session.execute(
+                select(IpamAllocationPool.id, IpamAllocationPool.first_key, IpamAllocationPool.last_key).where(
+                    IpamAllocationPool.ipam_subnet_id == row.id
+                )
+            )
+        ]
+        values = {int(ipaddress.ip_address(a)) for a in allocated}
+        values.update(self._allocated_values(row.id))  # never free what this backend records as held
+        RANGES.rebuild(self.session, row.id, pools, values)
