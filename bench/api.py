@@ -1,14 +1,31 @@
-"""API benchmark: ports created per second through ``pipam serve`` over HTTP, per backend, next to the
-raw cost of a single-row insert-and-commit on the same database, measured in the same run.
+"""API benchmark: what the request path costs next to yardsticks measured in the same run.
 
-    python -m bench.api                          # SQLite, 4 client threads, 1 server worker
-    python -m bench.api --db postgresql --server-workers 2 --clients 8 --ports 3000
+For each database, one table of ratios, each next to the bound issue 15 sets for it:
+
+- in-process (service layer, no HTTP): a port create, and one port of a bulk create, against one
+  ``bench.fill`` allocation (driver + core row + commit);
+- over HTTP (``pipam serve``): ``GET`` of a network, a single port create and one port of a bulk
+  create against ``GET /`` (the version document: HTTP alone); ``GET /v2.0/ports?limit=1000`` against
+  ``GET`` of one port;
+- throughput: ports/s of concurrent clients against raw single-row insert+commit/s of as many
+  concurrent connections on the same database;
+- memory: the server's RSS after ``--rss-ports`` port creates against its RSS after 1,000.
+
+Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
+rounds so that the machine's load falls on all of them alike. Exit code 3 when a bound is missed
+(the JSON and the table are written first), 1 on an error.
+
+    python -m bench.api                                   # SQLite (1 worker) and PostgreSQL (2 workers)
+    python -m bench.api --dbs sqlite --rss-ports 20000 --json api.json
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +33,147 @@ import httpx
 import typer
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-from bench.common import console, fresh_database, machine, summary, table, write_json
+from bench.common import console, fresh_database, machine, table, write_json
+from bench.fill import allocate_one
 from pipam.db.engine import make_engine
+from pipam.db.models import Subnet
+from pipam.service.database import Database
 from pipam.testing import local
 from pipam.testing.server import Server
 
+MISSED = 3  # exit code: the benchmark ran, a bound was missed
+CIDR = "10.0.0.0/12"  # room for the memory run's ports and more
 
-def yardstick(url: str, rows: int) -> float:
-    """Rows per second of the cheapest durable write: one-row INSERT, COMMIT, one at a time."""
+
+@dataclass(frozen=True)
+class Goal:
+    key: str
+    what: str
+    bound: float
+    at_least: bool = False  # a floor (throughput) rather than a ceiling
+    dbs: tuple[str, ...] = ()  # the databases the bound is set for; reported on the others
+
+    def applies(self, db: str) -> bool:
+        return not self.dbs or db in self.dbs
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.at_least else value <= self.bound
+
+
+GOALS = (
+    Goal("port_vs_fill", "in-process port create / one fill allocation", 2.0, dbs=("sqlite",)),
+    Goal("bulk_vs_fill", "in-process bulk create, per port / one fill allocation", 1.5),
+    Goal("get_network_vs_root", "HTTP GET network / GET /", 1.5, dbs=("sqlite",)),
+    Goal("port_vs_root", "HTTP single port create / GET /", 3.0, dbs=("sqlite",)),
+    Goal("list_vs_get_port", "HTTP GET ports?limit=1000 / GET one port", 10.0, dbs=("sqlite",)),
+    Goal("http_bulk_vs_root", "HTTP bulk create, per port / GET /", 1.0),
+    Goal("throughput_vs_raw", "ports/s / raw insert+commit/s, same concurrency", 0.5, True, dbs=("postgresql",)),
+    Goal("rss_ratio", "server RSS after N port creates / after 1,000", 1.2),
+)
+
+# --- yardsticks ----------------------------------------------------------------------------------
+
+
+def yardstick(url: str, rows: int, clients: int = 1) -> float:
+    """Rows per second of the cheapest durable write: one-row INSERT, COMMIT, one at a time on each
+    of ``clients`` concurrent connections."""
     engine = make_engine(url)
     meta = MetaData()
     t = Table("bench_yardstick", meta, Column("id", Integer, primary_key=True), Column("v", String(64)))
     meta.drop_all(engine)
     meta.create_all(engine)
+    per_client = max(1, rows // clients)
+
+    def client(n: int) -> None:
+        with engine.connect() as conn:
+            for i in range(per_client):
+                with conn.begin():
+                    conn.execute(insert(t).values(v=f"row-{n}-{i}"))
+
     start = time.perf_counter()
-    with engine.connect() as conn:
-        for i in range(rows):
-            with conn.begin():
-                conn.execute(insert(t).values(v=f"row-{i}"))
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
     elapsed = time.perf_counter() - start
     meta.drop_all(engine)
     engine.dispose()
-    return rows / elapsed
+    return per_client * clients / elapsed
 
 
-def hammer(base: str, network_id: str, total: int, clients: int) -> tuple[float, list[float], int]:
-    latencies: list[float] = []
-    failures = 0
+def interleaved(kinds: dict[str, Callable[[], object]], samples: int, rounds: int = 5) -> dict[str, float]:
+    """Mean seconds per call of each kind, the kinds taking turns in ``rounds`` rounds."""
+    spent = dict.fromkeys(kinds, 0.0)
+    per_round = max(1, samples // rounds)
+    for _ in range(rounds):
+        for name, call in kinds.items():
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                call()
+            spent[name] += time.perf_counter() - t0
+    return {name: s / (per_round * rounds) for name, s in spent.items()}
+
+
+# --- in-process ------------------------------------------------------------------------------------
+
+
+def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk: int) -> dict[str, float]:
+    """Seconds per fill allocation, per port create, and per port of a bulk create, in one process."""
+    fill_port = db.run(lambda u: local.create(u, "port", {"network_id": network_id, "fixed_ips": []}))["id"]
+    with db.session(write=False) as session:
+        subnet = session.get(Subnet, subnet_id)
+    body = {"network_id": network_id}
+
+    def bulk_create() -> None:
+        db.run(lambda u: [local.create(u, "port", body) for _ in range(bulk)])
+
+    times = interleaved(
+        {
+            "fill": lambda: allocate_one(db, network_id, subnet, fill_port),
+            "port": lambda: db.run(lambda u: local.create(u, "port", body)),
+        },
+        samples,
+    )
+    bulk_rounds = max(1, samples // bulk) + 1
+    t0 = time.perf_counter()
+    for _ in range(bulk_rounds):
+        bulk_create()
+    times["bulk_per_port"] = (time.perf_counter() - t0) / (bulk_rounds * bulk)
+    times["created"] = samples // 5 * 5 + bulk_rounds * bulk
+    return times
+
+
+# --- over HTTP ---------------------------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (the workers of ``pipam serve``)."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(rss_bytes(int(child)) for child in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+def hammer(base: str, network_id: str, total: int, clients: int) -> tuple[float, int, int]:
+    """Ports/s of ``clients`` concurrent clients creating single ports; only 201s count as ports."""
+    created = failures = 0
     lock = threading.Lock()
     per_client = total // clients
 
     def client() -> None:
-        nonlocal failures
+        nonlocal created, failures
         with httpx.Client(base_url=base, timeout=60) as http:
             for _ in range(per_client):
-                t0 = time.perf_counter()
                 r = http.post("/v2.0/ports", json={"port": {"network_id": network_id}})
                 with lock:
-                    latencies.append(time.perf_counter() - t0)
+                    created += r.status_code == 201
                     failures += r.status_code != 201
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -62,55 +182,196 @@ def hammer(base: str, network_id: str, total: int, clients: int) -> tuple[float,
         t.start()
     for t in threads:
         t.join()
-    return per_client * clients / (time.perf_counter() - start), latencies, failures
+    return created / (time.perf_counter() - start), created, failures
+
+
+class Ports:
+    """Port creates over one connection, counting what the server has created."""
+
+    def __init__(self, http: httpx.Client, network_id: str) -> None:
+        self.http = http
+        self.network_id = network_id
+        self.created = 0
+
+    def one(self) -> str:
+        r = self.http.post("/v2.0/ports", json={"port": {"network_id": self.network_id}})
+        r.raise_for_status()
+        self.created += 1
+        return str(r.json()["port"]["id"])
+
+    def bulk(self, n: int) -> float:
+        """Seconds per port of one bulk create of ``n`` ports."""
+        body = {"ports": [{"network_id": self.network_id}] * n}
+        t0 = time.perf_counter()
+        r = self.http.post("/v2.0/ports", json=body)
+        took = time.perf_counter() - t0
+        r.raise_for_status()
+        self.created += n
+        return took / n
+
+    def bulk_until(self, total: int, n: int) -> list[float]:
+        """Bulk creates of ``n`` ports until the server has created ``total``: seconds per port of each."""
+        per_port = []
+        while self.created < total:
+            per_port.append(self.bulk(min(n, total - self.created)))
+        return per_port
+
+
+def over_http(
+    server: Server,
+    network_id: str,
+    samples: int,
+    bulk: int,
+    list_ports: int,
+    rss_ports: int,
+    rate_ports: int,
+    clients: int,
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with httpx.Client(base_url=server.base, timeout=300) as http:
+        ports = Ports(http, network_id)
+        one_port = ports.one()
+        for path in ("/", f"/v2.0/networks/{network_id}", f"/v2.0/ports/{one_port}"):  # warm up
+            http.get(path).raise_for_status()
+        times = interleaved(
+            {
+                "root": lambda: http.get("/"),
+                "get_network": lambda: http.get(f"/v2.0/networks/{network_id}"),
+                "port": ports.one,
+            },
+            samples,
+        )
+        out.update({f"http_{k}": v for k, v in times.items()})
+        bulks = ports.bulk_until(max(1000, bulk), bulk)
+        out["rss_1k"] = rss_bytes(server.proc.pid)
+        out["rss_1k_ports"] = ports.created
+        bulks += ports.bulk_until(list_ports, bulk)
+        out["http_bulk_per_port"] = sum(bulks) / len(bulks)
+        times = interleaved(
+            {
+                "get_port": lambda: http.get(f"/v2.0/ports/{one_port}"),
+                "list": lambda: http.get("/v2.0/ports", params={"limit": 1000}),
+            },
+            max(5, samples // 10),
+        )
+        out.update({f"http_{k}": v for k, v in times.items()})
+        out["list_over_ports"] = ports.created
+        out["ports_per_s"], made, out["failures"] = hammer(server.base, network_id, rate_ports, clients)
+        ports.created += made
+        ports.bulk_until(rss_ports, bulk)
+        out["rss_n"] = rss_bytes(server.proc.pid)
+        out["rss_n_ports"] = ports.created
+    return out
+
+
+# --- one database ------------------------------------------------------------------------------------
+
+
+def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str, Any]:
+    db = fresh_database(kind, f"api_{backend}", backend)
+    url = db.engine.url.render_as_string(hide_password=False)
+
+    def setup(u):  # type: ignore[no-untyped-def]
+        n = local.create(u, "network", {"name": "bench"})
+        s = local.create(u, "subnet", {"network_id": n["id"], "cidr": CIDR, "ip_version": 4})
+        return n["id"], s["id"]
+
+    network_id, subnet_id = db.run(setup)
+    try:
+        figures: dict[str, Any] = in_process(db, network_id, subnet_id, opts["samples"], opts["bulk"])
+    finally:
+        db.dispose()
+    figures["raw_per_s"] = yardstick(url, opts["ports"], opts["clients"])
+    log = Path(os.environ.get("PIPAM_BENCH_LOG_DIR", "/tmp")) / f"pipam-bench-api-{kind}-{os.getpid()}.log"
+    server = Server(url, backend, log, workers=str(workers), log_level="WARNING")
+    try:
+        figures.update(
+            over_http(
+                server,
+                network_id,
+                opts["samples"],
+                opts["bulk"],
+                opts["list_ports"],
+                opts["rss_ports"],
+                opts["ports"],
+                opts["clients"],
+            )
+        )
+    finally:
+        server.stop()
+    f = figures
+    figures["ratios"] = {
+        "port_vs_fill": f["port"] / f["fill"],
+        "bulk_vs_fill": f["bulk_per_port"] / f["fill"],
+        "get_network_vs_root": f["http_get_network"] / f["http_root"],
+        "port_vs_root": f["http_port"] / f["http_root"],
+        "list_vs_get_port": f["http_list"] / f["http_get_port"],
+        "http_bulk_vs_root": f["http_bulk_per_port"] / f["http_root"],
+        "throughput_vs_raw": f["ports_per_s"] / f["raw_per_s"],
+        "rss_ratio": f["rss_n"] / f["rss_1k"],
+    }
+    return figures
 
 
 def main(
-    db: str = typer.Option("sqlite", help="sqlite, postgresql or mariadb."),
-    ports_total: int = typer.Option(2000, "--ports", help="Ports to create per backend."),
-    clients: int = typer.Option(4, help="Concurrent HTTP clients."),
-    server_workers: int = typer.Option(1, help="pipam serve --workers."),
+    dbs: str = typer.Option("sqlite,postgresql", help="Comma-separated: sqlite, postgresql, mariadb."),
+    backend: str = typer.Option("internal", help="IPAM backend."),
+    server_workers: str = typer.Option("sqlite=1,postgresql=2,mariadb=2", help="pipam serve --workers per database."),
+    clients: int = typer.Option(8, help="Concurrent HTTP clients (and raw connections) of the throughput run."),
+    ports_total: int = typer.Option(2000, "--ports", help="Ports created by the throughput run."),
+    samples: int = typer.Option(500, help="Requests per kind for the latency ratios (and in-process calls)."),
+    bulk: int = typer.Option(1000, help="Ports per bulk create."),
+    list_ports: int = typer.Option(10000, help="Ports on the server when GET ports?limit=1000 is timed."),
+    rss_ports: int = typer.Option(100000, help="Ports created when the server's RSS is taken the second time."),
     json_path: str | None = typer.Option(None, "--json"),
 ) -> None:
-    out: dict[str, Any] = {
-        "machine": machine(),
-        "db": db,
+    workers = {k: int(v) for k, v in (item.split("=") for item in server_workers.split(","))}
+    opts = {
+        "samples": samples,
+        "bulk": bulk,
+        "list_ports": list_ports,
+        "rss_ports": rss_ports,
+        "ports": ports_total,
         "clients": clients,
-        "server_workers": server_workers,
-        "backends": {},
     }
-    rows = []
-    for backend in ("builtin", "internal"):
-        database = fresh_database(db, f"api_{backend}", backend)
-        url = database.engine.url.render_as_string(hide_password=False)
-
-        def setup(u):  # type: ignore[no-untyped-def]
-            n = local.create(u, "network", {"name": "bench"})
-            local.create(u, "subnet", {"network_id": n["id"], "cidr": "10.0.0.0/16", "ip_version": 4})
-            return n["id"]
-
-        network_id = database.run(setup)
-        database.dispose()
-        raw = yardstick(url, min(ports_total, 2000))
-        server = Server(
-            url, backend, Path(f"/tmp/pipam-bench-api-{backend}.log"), workers=str(server_workers), log_level="WARNING"
+    load = os.getloadavg()
+    out: dict[str, Any] = {"machine": machine(), "backend": backend, "options": opts, "load_before": load, "runs": {}}
+    missed = []
+    for kind in dbs.split(","):
+        console.print(f"[bold]{kind}[/] ({workers.get(kind, 1)} server worker(s), {backend} backend) ...")
+        r = out["runs"][kind] = run(kind, backend, workers.get(kind, 1), opts)
+        r["server_workers"] = workers.get(kind, 1)
+        rows = []
+        for goal in GOALS:
+            value = r["ratios"][goal.key]
+            bound = f"{'>=' if goal.at_least else '<='} {goal.bound}"
+            if not goal.applies(kind):
+                verdict, bound = "-", f"({bound})"
+            elif goal.met(value):
+                verdict = "ok"
+            else:
+                verdict = "MISSED"
+                missed.append(f"{kind}: {goal.what}")
+            rows.append([goal.what, value, bound, verdict])
+        table(
+            f"{kind}, {r['server_workers']} server worker(s), {clients} clients, {backend} backend",
+            ["ratio", "measured", "bound", ""],
+            rows,
         )
-        try:
-            with httpx.Client(base_url=server.base) as warm:
-                warm.post("/v2.0/ports", json={"port": {"network_id": network_id}})
-            rate, latencies, failures = hammer(server.base, network_id, ports_total, clients)
-        finally:
-            server.stop()
-        stats = summary(latencies)
-        out["backends"][backend] = {"ports_per_s": rate, "raw_inserts_per_s": raw, "failures": failures, **stats}
-        rows.append([backend, rate, raw, rate / raw, stats["p50_ms"], stats["p99_ms"], failures])
-    table(
-        f"ports through the API ({clients} clients, {server_workers} server worker(s), {db})",
-        ["backend", "ports/s", "raw insert+commit/s", "ratio", "p50 ms", "p99 ms", "failures"],
-        rows,
-    )
-    console.print("ratio = API ports per second / raw single-row inserts per second on the same database")
+        ms = {k: r[k] * 1000 for k in ("fill", "port", "bulk_per_port", "http_root", "http_get_network", "http_port")}
+        ms.update({k: r[k] * 1000 for k in ("http_bulk_per_port", "http_get_port", "http_list")})
+        console.print(
+            "ms: " + ", ".join(f"{k} {v:.3f}" for k, v in ms.items()) + f"; ports/s {r['ports_per_s']:,.0f}"
+            f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
+            f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
+            f" {r['list_over_ports']:,} ports"
+        )
+    out["load_after"] = os.getloadavg()
+    console.print(f"load average before {load[0]:.1f}, after {out['load_after'][0]:.1f} ({os.cpu_count()} cpus)")
     write_json(json_path, out)
+    if missed:
+        console.print("[red]missed:[/] " + "; ".join(missed))
+        raise typer.Exit(MISSED)
 
 
 if __name__ == "__main__":
