@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipam import __version__
 from pipam.api import discovery, errors, resources
 from pipam.api.logs import configure_logging
+from pipam.api.rendering import JsonResponse
 from pipam.config import Settings, load_settings
 from pipam.errors import HTTPRequestEntityTooLarge
 from pipam.service.database import Database
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="IP address management, OpenStack Networking v2.0 wire format.",
         docs_url="/docs",
         openapi_url="/openapi.json",
+        default_response_class=JsonResponse,
     )
     app.state.database = database
     errors.install(app, settings.retry_after)
@@ -134,4 +137,8 @@ def create_app_from_env() -> FastAPI:
     database: Database = app.state.database
     for level, message in startup_report(database):
         log.log(level, "%s", message)
+    # What exists now (modules, the app, SQLAlchemy's mappers and compiled statements) lives as long as the
+    # process: keep it out of the cycle collector's passes, which otherwise rescan it while a request
+    # builds thousands of ORM objects (a 1,000-port list page spent about a fifth of its time there).
+    gc.freeze()
     return app

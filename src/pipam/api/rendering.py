@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import orjson
+from starlette.responses import Response
+
 from pipam.service.attributes import Resource
 from pipam.service.policy import ADMIN, Caller
 
@@ -16,3 +19,13 @@ def render(resource: Resource, obj: Any, fields: Collection[str] = (), caller: C
         for attr in resource.visible()
         if not fields or attr.name in fields
     }
+
+
+class JsonResponse(Response):
+    """JSON with orjson. Endpoints return it themselves, which also skips FastAPI's ``jsonable_encoder``
+    walk: what ``render`` builds is already plain JSON data (str, int, bool, None, lists, dicts)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)

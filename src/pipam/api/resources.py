@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pipam.api.context import authenticated, caller_of, database_of
 from pipam.api.listing import links, page_body, parse_query
-from pipam.api.rendering import render
+from pipam.api.rendering import JsonResponse, render
 from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
-from pipam.service import tags
+from pipam.service import attributes, tags
 from pipam.service.attributes import MemberAction, Resource, Tags
 from pipam.service.common import require_revision
 from pipam.service.database import UnitOfWork
@@ -105,6 +105,19 @@ def _constrained(definition: Resource, item_id: str, caller: Caller, expected: i
         require_revision(get_visible(u.session, definition, item_id, caller, for_update=True), expected)
 
 
+def create_many(
+    u: UnitOfWork, module: ResourceModule, reqs: list[attributes.Request], caller: Caller
+) -> list[dict[str, Any]]:
+    """A bulk create: all or nothing, in the caller's transaction, rendered as the API answers it."""
+    definition = module.DEFINITION
+    made = [module.create(u, r, caller) for r in reqs]
+    # Read them back in one query: the relationships rendering reads (the mapper's selectin ones, such
+    # as a port's addresses) then load in one statement for the batch, not one lazy load per object.
+    model = definition.model
+    u.session.execute(select(model).where(model.id.in_([obj.id for obj in made]))).all()
+    return [render(definition, obj, caller=caller) for obj in made]
+
+
 def router_for(module: ResourceModule) -> APIRouter:
     definition = module.DEFINITION
     router = APIRouter(
@@ -126,7 +139,7 @@ def router_for(module: ResourceModule) -> APIRouter:
                 definition.plural, items, links(base, query, fields, [o.id for o in page.items], page.full)
             )
 
-        return await run_in_threadpool(db.run, run, write=False)
+        return JsonResponse(await run_in_threadpool(db.run, run, write=False))
 
     @router.post(
         "",
@@ -147,17 +160,13 @@ def router_for(module: ResourceModule) -> APIRouter:
                 )
             reqs = [definition.create_request(i) for i in items]
 
-            def bulk(u: UnitOfWork) -> list[dict[str, Any]]:
-                made = [module.create(u, r, caller) for r in reqs]  # all or nothing
-                return [render(definition, obj, caller=caller) for obj in made]
-
-            return {definition.plural: await run_in_threadpool(db.run, bulk)}
+            made = await run_in_threadpool(db.run, lambda u: create_many(u, module, reqs, caller))
+            return JsonResponse({definition.plural: made}, status_code=201)
         req = definition.create_request(_single(body, definition))
-        return {
-            definition.singular: await run_in_threadpool(
-                db.run, lambda u: render(definition, module.create(u, req, caller), caller=caller)
-            )
-        }
+        made = await run_in_threadpool(
+            db.run, lambda u: render(definition, module.create(u, req, caller), caller=caller)
+        )
+        return JsonResponse({definition.singular: made}, status_code=201)
 
     @router.get("/{item_id}", summary=f"Show a {definition.singular}")
     async def show(item_id: str, request: Request) -> Any:
@@ -167,7 +176,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         def fetch(u: UnitOfWork) -> dict[str, Any]:
             return render(definition, get_visible(u.session, definition, item_id, caller), fields, caller)
 
-        return {definition.singular: await run_in_threadpool(db.run, fetch, write=False)}
+        return JsonResponse({definition.singular: await run_in_threadpool(db.run, fetch, write=False)})
 
     @router.put(
         "/{item_id}",
@@ -183,7 +192,7 @@ def router_for(module: ResourceModule) -> APIRouter:
             _constrained(definition, item_id, caller, expected, u)
             return render(definition, module.update(u, item_id, req, caller), caller=caller)
 
-        return {definition.singular: await run_in_threadpool(db.run, run)}
+        return JsonResponse({definition.singular: await run_in_threadpool(db.run, run)})
 
     @router.delete("/{item_id}", status_code=204, summary=f"Delete a {definition.singular}", openapi_extra=IF_MATCH)
     async def delete(item_id: str, request: Request) -> Response:
@@ -218,7 +227,7 @@ def _action_route(router: APIRouter, module: ResourceModule, action: MemberActio
             _constrained(definition, item_id, caller, expected, u)
             return render(definition, handler(u, item_id, body, caller), action.response, caller)
 
-        return JSONResponse(await run_in_threadpool(db.run, run), status_code=action.status)
+        return JsonResponse(await run_in_threadpool(db.run, run), status_code=action.status)
 
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": action.body}}}}
     router.add_api_route(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipam.api import resources
 from pipam.api.rendering import render
 from pipam.ipam import state
 from pipam.ipam.interface import DriverContext, IpamDriver
@@ -32,6 +33,12 @@ def create(u: UnitOfWork, kind: str, body: dict[str, Any], caller: Caller = ADMI
     m = module(kind)
     req = m.DEFINITION.create_request(body)
     return render(m.DEFINITION, m.create(u, req, caller), caller=caller)
+
+
+def create_many(u: UnitOfWork, kind: str, bodies: list[dict[str, Any]], caller: Caller = ADMIN) -> list[dict[str, Any]]:
+    """A bulk create, as ``POST /v2.0/<plural>`` with a list runs it."""
+    m = module(kind)
+    return resources.create_many(u, m, [m.DEFINITION.create_request(b) for b in bodies], caller)
 
 
 def update(u: UnitOfWork, kind: str, item_id: str, body: dict[str, Any], caller: Caller = ADMIN) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import lazyload
 
 from pipam.db.models import IPAllocation, Port, Subnet
 from pipam.errors import (
@@ -119,6 +120,18 @@ def _policy_attributes(req: Request) -> list[str]:
     return names
 
 
+def _subnets_on(uow: UnitOfWork, network_id: str) -> list[Subnet]:
+    """The network's subnets, oldest first. Their allocation pools are left unloaded: the backend
+    allocates from its own copy, and loading them costs a statement per port create."""
+    stmt = (
+        select(Subnet)
+        .where(Subnet.network_id == network_id)
+        .order_by(Subnet.created_at, Subnet.id)
+        .options(lazyload(Subnet.allocation_pools))
+    )
+    return list(uow.session.scalars(stmt))
+
+
 def _wanted(
     uow: UnitOfWork, entries: list[dict[str, Any]], network_id: str, device_owner: str, mac: str, caller: Caller
 ) -> list[Wanted]:
@@ -134,7 +147,7 @@ def _wanted(
                 raise InvalidIpForSubnet(str(ip))
         elif ip is not None:
             if on_network is None:
-                on_network = list(uow.session.scalars(select(Subnet).where(Subnet.network_id == network_id)))
+                on_network = _subnets_on(uow, network_id)
             found = [s for s in on_network if s.ip_version == ip.version and ip in ipaddress.ip_network(s.cidr)]
             if not found:
                 raise InvalidIpForNetwork(
@@ -162,9 +175,7 @@ def _wanted(
 
 def _default_allocations(uow: UnitOfWork, port: Port) -> None:
     """No fixed_ips given: one IPv4, one stateful IPv6 address, and every automatic (SLAAC) one."""
-    on_network = uow.session.scalars(
-        select(Subnet).where(Subnet.network_id == port.network_id).order_by(Subnet.created_at, Subnet.id)
-    ).all()
+    on_network = _subnets_on(uow, port.network_id)
     engine = uow.addresses
     v4 = [s for s in on_network if s.ip_version == 4]
     v6_stateful = [s for s in on_network if s.ip_version == 6 and not is_auto_address(s)]
@@ -245,7 +256,8 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
         _default_allocations(uow, port)
     elif wanted:
         uow.addresses.allocate(port.id, port.network_id, wanted)
-    uow.session.refresh(port, ["fixed_ips"])
+    # The addresses went in as Core rows: read them on first access (one statement, not a refresh's two).
+    uow.session.expire(port, ["fixed_ips"])
     return port
 
 
@@ -264,7 +276,7 @@ def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) 
         )
     touch(port)
     uow.session.flush()
-    uow.session.refresh(port, ["fixed_ips"])
+    uow.session.expire(port, ["fixed_ips"])
     return port
 
 
