@@ -201,6 +201,15 @@ def test_ip_availability(api):
     err(api.get("/v2.0/network-ip-availabilities/nope"), 404)
 
 
+def test_ip_availability_beyond_64_bits(api):
+    """A /56 holds 2**72 addresses: written as an exact JSON integer, not a server error."""
+    net = mk(api, "network", name="n")
+    mk(api, "subnet", network_id=net["id"], ip_version=6, cidr="2001:db8::/56")
+    one = ok(api.get(f"/v2.0/network-ip-availabilities/{net['id']}"))["network_ip_availability"]
+    assert one["total_ips"] > 2**64
+    assert ok(api.get("/v2.0/network-ip-availabilities"))["network_ip_availabilities"][0]["total_ips"] > 2**64
+
+
 def test_tags(api):
     net = mk(api, "network", name="n")
     assert ok(api.put(f"/v2.0/networks/{net['id']}/tags", json={"tags": ["b", "a"]}))["tags"] == ["b", "a"]

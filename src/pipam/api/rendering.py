@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -28,4 +29,7 @@ class JsonResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        try:
+            return orjson.dumps(content)
+        except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits (IPv6 address counts)
+            return json.dumps(content, separators=(",", ":")).encode()
