@@ -9,7 +9,7 @@ For each database, one table of ratios, each next to the bound issue 15 sets for
   ``GET`` of one port;
 - throughput: ports/s of concurrent clients against raw single-row insert+commit/s of as many
   concurrent connections on the same database;
-- memory: the server's RSS after ``--rss-ports`` port creates against its RSS after 1,000.
+- memory: the server's RSS after ``--rss-ports`` port creates against its RSS after ``--rss-first`` (1,000).
 
 Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
 rounds so that the machine's load falls on all of them alike. Exit code 3 when a bound is missed
@@ -68,7 +68,7 @@ GOALS = (
     Goal("list_vs_get_port", "HTTP GET ports?limit=1000 / GET one port", 10.0, dbs=("sqlite",)),
     Goal("http_bulk_vs_root", "HTTP bulk create, per port / GET /", 1.0),
     Goal("throughput_vs_raw", "ports/s / raw insert+commit/s, same concurrency", 0.5, True, dbs=("postgresql",)),
-    Goal("rss_ratio", "server RSS after N port creates / after 1,000", 1.2),
+    Goal("rss_ratio", "server RSS after --rss-ports port creates / after --rss-first", 1.2),
 )
 
 # --- yardsticks ----------------------------------------------------------------------------------
@@ -223,6 +223,7 @@ def over_http(
     samples: int,
     bulk: int,
     list_ports: int,
+    rss_first: int,
     rss_ports: int,
     rate_ports: int,
     clients: int,
@@ -242,7 +243,7 @@ def over_http(
             samples,
         )
         out.update({f"http_{k}": v for k, v in times.items()})
-        bulks = ports.bulk_until(max(1000, bulk), bulk)
+        bulks = ports.bulk_until(rss_first, bulk)
         out["rss_1k"] = rss_bytes(server.proc.pid)
         out["rss_1k_ports"] = ports.created
         bulks += ports.bulk_until(list_ports, bulk)
@@ -292,6 +293,7 @@ def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str
                 opts["samples"],
                 opts["bulk"],
                 opts["list_ports"],
+                opts["rss_first"],
                 opts["rss_ports"],
                 opts["ports"],
                 opts["clients"],
@@ -322,6 +324,7 @@ def main(
     samples: int = typer.Option(500, help="Requests per kind for the latency ratios (and in-process calls)."),
     bulk: int = typer.Option(1000, help="Ports per bulk create."),
     list_ports: int = typer.Option(10000, help="Ports on the server when GET ports?limit=1000 is timed."),
+    rss_first: int = typer.Option(1000, help="Ports created when the server's RSS is taken the first time."),
     rss_ports: int = typer.Option(100000, help="Ports created when the server's RSS is taken the second time."),
     json_path: str | None = typer.Option(None, "--json"),
 ) -> None:
@@ -330,6 +333,7 @@ def main(
         "samples": samples,
         "bulk": bulk,
         "list_ports": list_ports,
+        "rss_first": rss_first,
         "rss_ports": rss_ports,
         "ports": ports_total,
         "clients": clients,

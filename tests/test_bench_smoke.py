@@ -46,7 +46,20 @@ def test_api(tmp_path):
     done = subprocess.run(
         [
             *(sys.executable, "-m", "bench.api", "--dbs", "sqlite", "--samples", "10", "--ports", "40"),
-            *("--clients", "2", "--bulk", "50", "--list-ports", "200", "--rss-ports", "400", "--json", str(out)),
+            *(
+                "--clients",
+                "2",
+                "--bulk",
+                "50",
+                "--list-ports",
+                "200",
+                "--rss-first",
+                "100",
+                "--rss-ports",
+                "400",
+                "--json",
+                str(out),
+            ),
         ],
         cwd=ROOT,
         capture_output=True,
