@@ -19,7 +19,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pymysql
@@ -29,12 +28,12 @@ from sqlalchemy import select, text
 from pipam.config import load_settings
 from pipam.db.engine import make_engine
 from pipam.db.models import IPAllocation
-from pipam.db.transactions import Transaction
 from pipam.errors import IpamMigrationInProgress
 from pipam.ipam import state
-from pipam.service.database import Database, UnitOfWork
+from pipam.service.database import Database
 from pipam.testing import local
 from tests.galera import GaleraCluster
+from tests.held_change import HeldChange
 from tests.load import Answer, PortLoad, make_subnet, port_in_subnet
 from tests.server import Server
 
@@ -372,47 +371,6 @@ def database(url: str) -> Database:
     return Database(load_settings(database_url=url, ipam_driver=BACKEND))
 
 
-class HeldChange:
-    """A port create through Pipam's own transaction runner, held open (in a thread) after it entered the
-    gate and allocated, until ``commit()``; not retried, so that its first outcome is seen."""
-
-    def __init__(self, url: str, network_id: str) -> None:
-        self.db = database(url)
-        self.network_id = network_id
-        self.entered = threading.Event()
-        self.go = threading.Event()
-        self.port: dict[str, Any] | None = None
-        self.error: BaseException | None = None
-        self.committed = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.entered.wait(60), f"the port create did not get through the gate: {self.error!r}"
-
-    def _run(self) -> None:
-        def create(tx: Transaction) -> None:
-            self.port = local.create(UnitOfWork(self.db, tx), "port", {"network_id": self.network_id})
-            self.entered.set()
-            self.go.wait(120)
-
-        try:
-            self.db.runner.run(create, retry=False)
-            self.committed = True
-        except BaseException as exc:
-            self.error = exc
-            self.entered.set()
-
-    def commit(self, timeout: float) -> bool:
-        """Let the transaction commit; False if it has not ended within ``timeout`` seconds."""
-        self.go.set()
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-    def close(self) -> None:
-        self.go.set()
-        self.thread.join(60)
-        self.db.dispose()
-
-
 def last_committed(cluster: GaleraCluster, node: int) -> int:
     return int(cluster.status(node)["wsrep_last_committed"])
 
@@ -506,9 +464,8 @@ def test_fence_against_a_change_in_flight(galera: GaleraCluster, where: str) -> 
         fence_db.run(lambda u: local.create(u, "subnet", subnet))
         galera.wait_synced()
         before = galera.status(2)
-        change = HeldChange(galera.url(change_node, name), network_id)
+        change = HeldChange(database(galera.url(change_node, name)), network_id)
         try:
-            assert change.error is None, change.error
             fence = threading.Thread(target=raise_fence, args=(fence_db,), daemon=True)
             if where == "same node":
                 # One server: the fence's write waits for the slot's row lock the change holds.
@@ -556,6 +513,7 @@ def test_fence_against_a_change_in_flight(galera: GaleraCluster, where: str) -> 
                     change.db.run(lambda u: local.create(u, "port", {"network_id": network_id}))
         finally:
             change.close()
+            change.db.dispose()
         assert change.port is not None
         port_id, address = change.port["id"], change.port["fixed_ips"][0]["ip_address"]
         for node, held in enumerate(ports_on_nodes(galera, name, network_id), start=1):
