@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+from sqlalchemy import text
+
+from pipam.db.engine import make_engine
 from pipam.db.transactions import Transaction
 from pipam.service.database import Database, UnitOfWork
 from pipam.testing import local
@@ -49,3 +53,30 @@ class HeldChange:
     def close(self) -> None:
         self.go.set()
         self.thread.join(60)
+
+
+def wait_until_blocked(url: str, thread: threading.Thread, timeout: float = 60) -> None:
+    """Wait until some transaction in the database of ``url`` waits for a lock (PostgreSQL, MariaDB),
+    and assert that ``thread`` is still running then: it is the one waiting. On SQLite, which has no
+    such view, give it a second."""
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name == "sqlite":
+            thread.join(1.0)
+        else:
+            # Only this database's sessions: the server may be shared with other test runs.
+            query = (
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND a.datname = current_database()"
+                if engine.dialect.name == "postgresql"
+                else "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
+                "ON p.id = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()"
+            )
+            deadline = time.monotonic() + timeout
+            with engine.connect() as conn:
+                while thread.is_alive() and not conn.execute(text(query)).scalar() and time.monotonic() < deadline:
+                    conn.rollback()
+                    time.sleep(0.05)
+    finally:
+        engine.dispose()
+    assert thread.is_alive(), "it went through instead of waiting"
