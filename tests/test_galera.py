@@ -1,6 +1,7 @@
 """Pipam on a private 3-node MariaDB Galera cluster: one ``pipam serve`` per node, clients writing
 through all three, nodes killed with SIGKILL (one: the others go on; two: quorum lost, only 503s),
-restarted, and the data checked on every node afterwards.
+restarted, and the data checked on every node afterwards; the migration fence against address changes
+on other nodes (docs/architecture.md, "The fence").
 
 Figures printed here (run with ``-s``) are the ones quoted in docs/deployment.md.
 """
