@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import server_url
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,6 +38,18 @@ def test_concurrent(tmp_path):
     runs = json.loads(out.read_text())["runs"]
     assert [r["workers"] for r in runs] == [1, 2]
     assert all(r["duplicates"] == 0 and r["ports"] == 40 for r in runs)
+
+
+def test_concurrent_over_several_urls(tmp_path):
+    """Workers spread over the URLs of one database (here the same MariaDB twice), one node against all
+    of them in one run. The real use, a Galera cluster (``--galera``), is what docs/deployment.md quotes."""
+    url = server_url("mariadb")
+    out = tmp_path / "c.json"
+    args = ["--url", url, "--url", url, "--workers", "2", "--ports", "20", "--json", str(out)]
+    run_bench("concurrent", *args)
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["workers"], r["nodes"]) for r in runs] == [(2, 1), (2, 2)]
+    assert all(r["duplicates"] == 0 and r["ports"] == 20 for r in runs)
 
 
 def test_api(tmp_path):
