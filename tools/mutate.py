@@ -128,7 +128,8 @@ MUTATIONS = [
         "ipam/range_subnet.py",
         (
             (
-                "            self.ranges.give_back(self.session, self.owner_id, pool.pool_id, value)\n\n    def reconcile",
+                "            self.ranges.give_back(self.session, self.owner_id, pool.pool_id, value)\n"
+                "\n    def reconcile",
                 "            pass\n\n    def reconcile",
             ),
         ),
@@ -147,8 +148,8 @@ MUTATIONS = [
         "service/policy.py",
         (
             (
-                '    """A WHERE clause limiting a list to what the caller may read; None for an admin."""\n    if caller.admin:',
-                '    """A WHERE clause limiting a list to what the caller may read; None for an admin."""\n    if True:',
+                'may read; None for an admin."""\n    if caller.admin:',
+                'may read; None for an admin."""\n    if True:',
             ),
         ),
         ("tests/api/test_isolation.py", "-k", "sqlite"),
