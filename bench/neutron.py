@@ -30,7 +30,9 @@ import typer
 from sqlalchemy import Engine, event
 
 from bench.common import console, fresh_database, fresh_url, machine, table, write_json
-from bench.fill import fill, report
+from bench.fill import allocate_one, fill, report, setup
+from pipam.db.models import Subnet
+from pipam.service.database import Database
 
 DURABILITY = {"normal": "NORMAL", "full": "FULL"}  # SQLite's synchronous setting, WAL on both sides
 
@@ -101,7 +103,11 @@ class NeutronSide:
         self.pool = neutrondb.NeutronDbPool(None, self.ctx)
         self.subnets = 0
 
-    def fill(self, prefix: int, fraction: float, progress: bool = True) -> dict[str, Any]:
+    def warm_up(self, count: int) -> None:
+        """``count`` allocations in a /24 of their own, untimed."""
+        self.fill(24, count / 253, progress=False, timed=False)
+
+    def fill(self, prefix: int, fraction: float, progress: bool = True, timed: bool = True) -> dict[str, Any]:
         netaddr, ipam_req, db_api = self.netaddr, self.ipam_req, self.db_api
         cidr = netaddr.IPNetwork(f"10.{self.subnets}.0.0/{prefix}")
         self.subnets += 1
@@ -127,15 +133,23 @@ class NeutronSide:
             if progress and i and i % 200 == 0:
                 console.print(f"  neutron {i:,}/{count:,} ({i / (time.perf_counter() - started):,.0f}/s)")
         assert len(seen) == count
-        return report(samples, size, started)
+        return report(samples, size, started) if timed else {}
+
+
+def warm_up(database: Database, count: int) -> None:
+    """``count`` allocations in a /24 on a network of its own, untimed."""
+    network_id, subnet_id, port_id, _ = setup(database, "10.255.0.0/24")
+    with database.session(write=False) as session:
+        subnet = session.get(Subnet, subnet_id)
+    for _ in range(count):
+        allocate_one(database, network_id, subnet, port_id)
 
 
 def pipam_fill(db: str, backend: str, level: dict[str, str], prefix: int, fraction: float, warmup: int) -> Any:
     database = fresh_database(db, f"vs_neutron_{backend}", backend)
     try:
         same_durability(database.engine, level)
-        if warmup:
-            fill(database, 26, min(1.0, warmup / 61), progress=False)  # 10.0.0.0/26 on a network of its own
+        warm_up(database, warmup)
         result = fill(database, prefix, fraction, progress=False)
         return result, settings_of(database.engine)
     finally:
@@ -149,7 +163,9 @@ def main(
     durability: str = typer.Option(
         "normal,full", help="SQLite only: normal (WAL, synchronous=NORMAL) and/or full (WAL, synchronous=FULL)."
     ),
-    warmup: int = typer.Option(50, help="Addresses each side allocates untimed first, in a subnet of its own."),
+    warmup: int = typer.Option(
+        50, min=0, max=250, help="Addresses each side allocates untimed first, in a /24 of its own."
+    ),
     json_path: str | None = typer.Option(None, "--json"),
 ) -> None:
     levels = [d.strip() for d in durability.split(",")] if db == "sqlite" else ["server"]
@@ -166,8 +182,7 @@ def main(
     }
     level = {"synchronous": DURABILITY.get(levels[0], "NORMAL")}
     neutron = NeutronSide(fresh_url(db, "neutron"), level)
-    if warmup:
-        neutron.fill(26, min(1.0, warmup / 61), progress=False)
+    neutron.warm_up(warmup)
     for name in levels:
         level["synchronous"] = DURABILITY.get(name, "NORMAL")
         neutron.engine.dispose()  # its next connections get this level
