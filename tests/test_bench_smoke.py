@@ -35,7 +35,7 @@ def test_concurrent(tmp_path):
     run_bench("concurrent", "--dbs", "sqlite", "--workers", "1,2", "--ports", "40", "--json", str(out))
     runs = json.loads(out.read_text())["runs"]
     assert [r["workers"] for r in runs] == [1, 2]
-    assert all(r["duplicates"] == 0 and r["ports"] == 40 for r in runs)
+    assert all(r["duplicates"] == 0 and r["ports"] == 40 and r["lost_claims"] >= 0 for r in runs)
 
 
 def test_api(tmp_path):
@@ -57,7 +57,8 @@ def test_migrate(tmp_path):
         (2000, "builtin"),
     ]
     assert all(r["clean"] and r["allocations"] == r["size"] for r in data["runs"])
-    assert "peak_ratio_largest_smallest" in data
+    assert "peak_ratio_largest_smallest" in data and len(data["growth_mb_largest_smallest"]) == 2
+    assert all(r["peak_rss_mb"] > r["idle_rss_mb"] > 0 for r in data["runs"])
 
 
 def neutron_python() -> str | None:
