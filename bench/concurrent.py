@@ -1,7 +1,9 @@
 """Concurrency benchmark: N worker processes create ports (one address each) through the service.
 
-For 1, 2, 4 and 8 workers on each database: throughput, p50/p99 latency, transaction retries, and
-duplicates (addresses handed out twice: must be 0).
+For 1, 2, 4 and 8 workers on each database: throughput, p50/p99 latency, transaction retries (whole
+transactions rerun), lost claims (a free range changed between lookup and compare-and-swap, so the
+claim was retried with a new lookup inside the transaction), and duplicates (addresses handed out
+twice: must be 0).
 
 Several nodes of one database (a Galera cluster, one URL per node): the workers are spread over the
 URLs round-robin, and each worker count runs twice in one go, all workers on the first node and spread
@@ -29,6 +31,7 @@ from bench.common import console, fresh_url, machine, summary, table, write_json
 from pipam.config import load_settings
 from pipam.db.engine import normalise_url
 from pipam.errors import PipamError
+from pipam.ipam import free_ranges
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing import local
@@ -55,7 +58,7 @@ def worker(url, backend, network_id, subnet_ids, count, seed, ready, go, queue) 
         except PipamError as exc:
             errors[exc.type] += 1
         latencies.append(time.perf_counter() - t0)
-    queue.put((latencies, ips, dict(errors), db.retries))
+    queue.put((latencies, ips, dict(errors), db.retries, free_ranges.claims.lost))
     db.dispose()
 
 
@@ -114,6 +117,7 @@ def run(urls: list[str], backend: str, n_workers: int, per_worker: int, n_subnet
         "throughput_per_s": len(handed) / wall,
         **summary(latencies),
         "retries": sum(r[3] for r in results),
+        "lost_claims": sum(r[4] for r in results),
         "errors": dict(errors),
         "duplicates": len(handed) - len(set(handed)),
     }
@@ -128,12 +132,13 @@ def row(r: dict[str, Any]) -> list[Any]:
         r["p50_ms"],
         r["p99_ms"],
         r["retries"],
+        r["lost_claims"],
         r["duplicates"],
         ", ".join(f"{k}={v}" for k, v in r["errors"].items()) or "-",
     ]
 
 
-COLUMNS = ["workers", "nodes", "ports", "ports/s", "p50 ms", "p99 ms", "retries", "duplicates", "errors"]
+COLUMNS = ["workers", "nodes", "ports", "ports/s", "p50 ms", "p99 ms", "retries", "lost claims", "duplicates", "errors"]
 
 
 def main(
