@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipam import __version__
 from pipam.api import discovery, errors, resources
 from pipam.api.logs import configure_logging
+from pipam.api.paths import NeutronPaths
 from pipam.config import Settings, load_settings
 from pipam.errors import HTTPRequestEntityTooLarge
 from pipam.service.database import Database
@@ -116,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.database = database
     errors.install(app, settings.retry_after)
-    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
+    app.add_middleware(NeutronPaths)
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)  # outermost: every answer is logged
     app.include_router(discovery.router)
     for module in discover():
         app.include_router(resources.router_for(module))
