@@ -12,7 +12,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipam.config import ConfigError, Settings, load_settings
+from pipam.config import ConfigError, Settings, load_settings, unknown_variables
 from pipam.db.engine import make_engine
 from pipam.errors import PipamError
 from pipam.service.bootstrap import require_current
@@ -29,10 +29,20 @@ def say(text: str) -> None:
     console.print(text, markup=False)
 
 
+# Every command takes --config too, so that it may follow the subcommand (pipam db upgrade --config F).
+CONFIG = typer.Option(None, "--config", "-c", help="TOML settings file (default: ./pipam.toml when present).")
+
+
+def config_file(ctx: typer.Context) -> str | None:
+    """--config after the subcommand, else before it."""
+    return ctx.params.get("config") or (ctx.find_root().obj or {}).get("config")
+
+
 def settings_of(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj or {}
+    for warning in unknown_variables():
+        err_console.print(f"warning: {warning}", markup=False)
     try:
-        return load_settings(obj.get("config"))
+        return load_settings(config_file(ctx))
     except ConfigError as exc:
         fail(str(exc), code=2)
         raise  # unreachable
