@@ -21,6 +21,7 @@ class NeutronPaths:
         if scope["type"] == "http":
             path: str = scope["path"]
             if "\x00" in path:
+                scope.setdefault("state", {})["error_type"] = "HTTPBadRequest"
                 response = errors.error_response(
                     400, "HTTPBadRequest", "Invalid input: the path holds a NUL character, which no id may hold."
                 )
