@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SUBNETS = "tests/test_subnets.py"
 
 
 def test_an_unreachable_database_is_one_summary_line():
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID")}
     env["PIPAM_TEST_MARIADB_URL"] = "mysql+pymysql://root@127.0.0.1:1/test"  # nothing listens on port 1
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "0", "-q", "tests/test_subnets.py"]
-        + ["-k", "mariadb"],
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "0", "-q", "-k", "mariadb", SUBNETS],
         cwd=ROOT,
         env=env,
         capture_output=True,
