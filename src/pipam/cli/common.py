@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from pipam.config import ConfigError, Settings, load_settings, unknown_variables
 from pipam.db.engine import make_engine
@@ -67,7 +67,9 @@ def friendly_errors(fn: F) -> F:
             fail(exc.message)
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            fail(f"database error: {detail}")
+            # Only what the database itself answered is a database error; any other SQLAlchemy error
+            # is a bug in Pipam and is not blamed on the database.
+            fail(f"database error: {detail}" if isinstance(exc, DBAPIError) else f"internal error: {detail}")
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
             sys.exit(130)
