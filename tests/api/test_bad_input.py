@@ -109,6 +109,10 @@ def test_gateway_update_onto_a_held_address_is_409_naming_the_port(api):
     # A free address, and the current gateway again, are fine.
     assert ok(api.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"gateway_ip": "10.5.0.8"}}))
     assert ok(api.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"gateway_ip": "10.5.0.8", "name": "x"}}))
+    # A router's interface is what a gateway is for: its address may become the gateway.
+    fixed = [{"subnet_id": sub["id"], "ip_address": "10.5.0.9"}]
+    mk(api, "port", network_id=net["id"], fixed_ips=fixed, device_owner="network:router_interface")
+    assert ok(api.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"gateway_ip": "10.5.0.9"}}))
     # Once the port lets the address go, it can become the gateway.
     assert api.delete(f"/v2.0/ports/{port['id']}").status_code == 204
     up = ok(api.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"gateway_ip": "10.5.0.7"}}))["subnet"]
