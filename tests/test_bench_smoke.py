@@ -15,6 +15,8 @@ from tests.databases import server_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.slow  # each script is a subprocess run end to end: 8 to 50 s each
+
 
 def run_bench(name: str, *args: str, python: str = sys.executable) -> str:
     done = subprocess.run([python, "-m", f"bench.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)

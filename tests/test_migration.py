@@ -61,6 +61,7 @@ def fill_until_exhausted(db: Database, network_id: str) -> list[str]:
             return got
 
 
+@pytest.mark.slow  # 35 to 70 s: a whole migration there and back, checked address by address
 def test_migrate_both_ways_keeps_every_address(db, schema_url, backend):
     made = dataset.build(db, 3000)
     before = dataset.holdings(db)

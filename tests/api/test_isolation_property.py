@@ -284,6 +284,7 @@ def walk(client: TestClient, collection: str) -> set[str]:
         query = urlparse(nxt[0]["href"]).query
 
 
+@pytest.mark.slow  # about 50 s on SQLite: 25 random worlds built and attacked
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=worlds(), data=st.data())
 def test_project_a_reads_only_what_the_table_allows(clients, spec, data):
