@@ -580,7 +580,8 @@ def cleanup(engine: Engine, settings: Settings, name: str) -> dict[str, int]:
                 f"migration {running.id} ({running.source} -> {running.target}) is in progress; "
                 "finish or abort it first"
             )
-        if cls.shared:
+        # A shared IPAM holds others' data too: cleaned up only by a driver whose purge removes just its own.
+        if cls.shared and not getattr(cls, "purges_only_its_own", False):
             raise MigrationError(f"{name!r} is a shared IPAM; Pipam does not delete data other systems may own")
         return cls(DriverContext(tx.session, driver_settings(cls, settings.drivers), tx.on_rollback)).purge()
 
