@@ -4,30 +4,20 @@ there, cleanup, concurrent allocation with others allocating in Nautobot directl
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import random
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from pipam.cli.main import app
 from pipam.config import load_settings
-from pipam.errors import PipamError
-from pipam.ipam.drivers.nautobot.client import Conflict, NautobotClient
+from pipam.ipam.drivers.nautobot.client import NautobotClient
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing import local
 from tests import dataset
-from tests.databases import fresh_url
-from tests.helpers import net, subnet
 from tests.nautobot_server import NautobotServer
-from tests.server import Server
 
 pytestmark = [pytest.mark.nautobot, pytest.mark.slow, pytest.mark.xdist_group("nautobot")]
 
