@@ -4,20 +4,30 @@ there, cleanup, concurrent allocation with others allocating in Nautobot directl
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import random
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from pipam.cli.main import app
 from pipam.config import load_settings
-from pipam.ipam.drivers.nautobot.client import NautobotClient
+from pipam.errors import PipamError
+from pipam.ipam.drivers.nautobot.client import Conflict, NautobotClient
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing import local
 from tests import dataset
+from tests.databases import fresh_url
+from tests.helpers import net, subnet
 from tests.nautobot_server import NautobotServer
+from tests.server import Server
 
 pytestmark = [pytest.mark.nautobot, pytest.mark.slow, pytest.mark.xdist_group("nautobot")]
 
@@ -110,4 +120,140 @@ def test_migration_to_nautobot_and_back_with_foreign_addresses(tmp_path: Path, n
     prefixes = list(client.prefixes(ids["namespace"]))
     assert [p["id"] for p in prefixes] == [prefix["id"]]
     assert prefixes[0]["custom_fields"]["pipam_subnet_id"] is None
+    db.dispose()
+
+
+WORKERS = 8
+ALLOCATIONS = 50
+KEEP = 15  # ports a worker keeps at most (deleting one at random beyond): 8 x 15 + others' < a /24
+
+
+def _allocating_worker(url: str, network_id: str, seed: int, queue) -> None:  # type: ignore[no-untyped-def]
+    db = Database(load_settings(database_url=url, ipam_driver="nautobot"))
+    rnd = random.Random(seed)
+    handed: list[str] = []
+    held: list[tuple[str, str]] = []
+    errors: list[str] = []
+    for _ in range(ALLOCATIONS):
+        try:
+            port = db.run(lambda u: local.create(u, "port", {"network_id": network_id}))
+            handed.append(port["fixed_ips"][0]["ip_address"])
+            held.append((port["id"], handed[-1]))
+            if len(held) > KEEP:
+                port_id, _ = held.pop(rnd.randrange(len(held)))
+                db.run(lambda u, p=port_id: local.delete(u, "port", p))
+        except PipamError as exc:
+            errors.append(f"{exc.type}: {exc.message[:300]}")
+    db.dispose()
+    queue.put((handed, held, errors))
+
+
+def _others_allocate(client: NautobotClient, ids: dict, stop: threading.Event, taken: list[str]) -> None:
+    """Another system creating addresses directly in Nautobot at random while Pipam allocates."""
+    rnd = random.Random(3)
+    while not stop.is_set() and len(taken) < 40:
+        host = f"10.77.0.{rnd.randrange(2, 255)}"
+        try:
+            client.create_ip(f"{host}/24", ids["namespace"], ids["status"], description="theirs")
+            taken.append(host)
+        except Conflict:
+            pass  # Pipam (or this loop) has it
+        time.sleep(0.05)
+
+
+def test_concurrent_workers_never_fail_nor_collide_nor_take_others_addresses(tmp_path: Path, nb) -> None:
+    client, ids = nb
+    # PostgreSQL: on SQLite, Pipam's writers queue for the database's one write lock, so Nautobot would
+    # never see two of them at once.
+    url = fresh_url("postgresql", str(tmp_path), "nbconc")
+    db = Database(load_settings(database_url=url, ipam_driver="nautobot"))
+    upgrade_database(db.engine, "nautobot")
+    network_id = net(db)["id"]
+    subnet(db, network_id, "10.77.0.0/24")
+
+    taken: list[str] = []
+    stop = threading.Event()
+    others = threading.Thread(target=_others_allocate, args=(client, ids, stop, taken))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_allocating_worker, args=(url, network_id, i, queue)) for i in range(WORKERS)]
+    others.start()
+    for p in procs:
+        p.start()
+    try:
+        results = [queue.get(timeout=900) for _ in procs]
+    finally:
+        stop.set()
+        others.join()
+        for p in procs:
+            p.join(timeout=60)
+    errors = [e for _, _, errs in results for e in errs]
+    assert errors == []
+    assert sum(len(handed) for handed, _, _ in results) == WORKERS * ALLOCATIONS
+    held = {ip: port_id for _, kept, _ in results for port_id, ip in kept}
+    assert len(held) == sum(len(kept) for _, kept, _ in results)  # no address held twice
+    assert taken and not set(taken) & set(held)  # none of the other system's addresses handed out
+    # Nautobot holds exactly Pipam's ports' addresses, each with its port, and the other system's.
+    in_nautobot = ips_by_host(client, ids["namespace"])
+    assert {h for h, ip in in_nautobot.items() if tagged(ip)} == set(held)
+    assert all(in_nautobot[ip]["custom_fields"]["pipam_port_id"] == port_id for ip, port_id in held.items())
+    assert set(taken) <= set(in_nautobot)
+    code, out = cli(url, "nautobot", "ipam", "verify")
+    assert code == 0, out
+    db.dispose()
+
+
+def test_nautobot_outage_answers_503_then_recovers(tmp_path: Path, nb, nautobot_server: NautobotServer) -> None:
+    client, ids = nb
+    url = f"sqlite:///{tmp_path}/pipam.db"
+    db = Database(load_settings(database_url=url, ipam_driver="nautobot"))
+    upgrade_database(db.engine, "nautobot")
+    network_id = net(db)["id"]
+    subnet(db, network_id, "10.78.0.0/24")
+    server = Server(url, "nautobot", tmp_path / "pipam.log", retry_after="3")
+    answers: list[tuple[float, int, str]] = []
+    stop = threading.Event()
+
+    def allocate() -> None:
+        with httpx.Client(base_url=server.base, timeout=60) as http:
+            while not stop.is_set():
+                r = http.post("/v2.0/ports", json={"port": {"network_id": network_id}})
+                answers.append((time.monotonic(), r.status_code, r.headers.get("retry-after", "")))
+                if r.status_code != 201:
+                    time.sleep(0.2)
+
+    threads = [threading.Thread(target=allocate) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        while sum(1 for _, s, _ in answers if s == 201) < 10:
+            time.sleep(0.1)
+        nautobot_server.stop()
+        down = time.monotonic()
+        while sum(1 for t, s, _ in answers if t > down and s == 503) < 5:
+            time.sleep(0.1)
+        nautobot_server.start()
+        up = time.monotonic()
+        while sum(1 for t, s, _ in answers if t > up and s == 201) < 10:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        nautobot_server.start()
+    statuses = Counter(s for _, s, _ in answers)
+    assert set(statuses) <= {201, 503}, statuses
+    assert all(retry == "3" for _, s, retry in answers if s == 503)
+    # Pipam's own data reads on while Nautobot is down (checked after: Nautobot is back, but reads never
+    # asked it); and what the failed requests had done in Nautobot is undone once it is back.
+    ports = httpx.get(f"{server.base}/v2.0/ports").json()["ports"]
+    assert len(ports) == statuses[201]
+    core = {p["fixed_ips"][0]["ip_address"] for p in ports}
+    deadline = time.monotonic() + 60
+    while {h for h, ip in ips_by_host(client, ids["namespace"]).items() if tagged(ip)} != core:
+        assert time.monotonic() < deadline, "Nautobot still holds addresses of failed requests"
+        time.sleep(1)
+    server.stop()
+    code, out = cli(url, "nautobot", "ipam", "verify")
+    assert code == 0, out
     db.dispose()

@@ -31,6 +31,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -115,6 +116,60 @@ def site_of(settings: NautobotSettings) -> Site:
         return found
 
 
+class _LaterUndos:
+    """Undos that found Nautobot down, tried again every second (for ``UNDO_PATIENCE`` seconds) by one
+    daemon thread: an outage shorter than that leaves nothing behind once Nautobot is back. Every undo
+    is safe to run late: it deletes an object by its id, or one that carries the failed request's nonce,
+    or restores what the failed request changed."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[float, Callable[[], None]]] = []
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def run(self, undo: Callable[[], None]) -> None:
+        try:
+            undo()
+        except nb.Unavailable:
+            log.warning("Nautobot unavailable while undoing a failed request; retrying in the background")
+            with self._cv:
+                self._pending.append((time.monotonic() + UNDO_PATIENCE, undo))
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="nautobot-undo", daemon=True)
+                    self._thread.start()
+                self._cv.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending:
+                    self._cv.wait()
+                batch, self._pending = self._pending, []
+            later = []
+            for deadline, undo in batch:
+                try:
+                    undo()
+                except nb.Unavailable:
+                    if time.monotonic() < deadline:
+                        later.append((deadline, undo))
+                    else:
+                        log.error("gave up undoing a failed request in Nautobot; 'pipam ipam verify' lists it")
+                except Exception:
+                    log.exception("undo of a failed request in Nautobot failed")
+            if later:
+                time.sleep(1)
+                with self._cv:
+                    self._pending.extend(later)
+
+    def idle(self) -> bool:
+        with self._cv:
+            return not self._pending
+
+
+UNDO_PATIENCE = 600.0
+later_undos = _LaterUndos()
+
+
 def _translated(fn: Callable[..., T]) -> Callable[..., T]:
     """Nautobot's failures as Pipam's errors: an outage is a 503, anything else a deployment fault (500)."""
 
@@ -169,22 +224,23 @@ class NautobotSubnet:
     def _create(self, host: str, holder: str | None) -> bool:
         """Take ``host`` by creating its ip-address; False when it exists already (someone holds it)."""
         d = self.driver
+        nonce = uuid.uuid4().hex[:12]
         try:
             created = d.client.create_ip(
-                f"{host}/{self.network.prefixlen}", d.site.namespace_id, d.site.status_id, **d.ip_fields(holder)
+                f"{host}/{self.network.prefixlen}", d.site.namespace_id, d.site.status_id, **d.ip_fields(holder, nonce)
             )
         except nb.Conflict:
             return False
         except nb.Unavailable as exc:
             if exc.maybe_applied:  # sent, no answer: it may exist now; the undo looks before deleting
-                d.context.on_rollback(lambda: self._forget_if_ours(host, holder))
+                d.undo(lambda: self._forget_if_ours(host, nonce))
             raise
-        d.context.on_rollback(lambda: d.delete_ip_quietly(created["id"]))
+        d.undo(lambda: d.delete_ip_quietly(created["id"]))
         return True
 
-    def _forget_if_ours(self, host: str, holder: str | None) -> None:
+    def _forget_if_ours(self, host: str, nonce: str) -> None:
         found = self.driver.client.find_ip(self.prefix["id"], host)
-        if found is not None and self.driver.created(found) and (_cf(found, CF_PORT) or None) == holder:
+        if found is not None and self.driver.created(found) and f"[{nonce}]" in (found.get("description") or ""):
             self.driver.delete_ip_quietly(found["id"])
 
     def held(self) -> set[int]:
@@ -303,13 +359,19 @@ class NautobotDriver:
     def client(self) -> nb.NautobotClient:
         return self.site.client
 
+    def undo(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` if the transaction does not commit; later, in the background, if Nautobot is down."""
+        self.context.on_rollback(lambda: later_undos.run(fn))
+
     # --- what Pipam writes into Nautobot --------------------------------------------------------
 
-    def ip_fields(self, holder: str | None) -> dict[str, Any]:
+    def ip_fields(self, holder: str | None, nonce: str = "") -> dict[str, Any]:
+        """An ip-address's fields; ``nonce`` (in the description) tells one request's create from another's."""
+        described = f"Pipam port {holder}" if holder else "Pipam"
         fields: dict[str, Any] = {
             "tags": [self.site.tag_id],
             "custom_fields": {CF_PORT: holder},
-            "description": f"Pipam port {holder}" if holder else "Pipam",
+            "description": f"{described} [{nonce}]" if nonce else described,
         }
         if self.site.role_id:
             fields["role"] = self.site.role_id
@@ -336,11 +398,11 @@ class NautobotDriver:
                         f"{host}/{prefixlen}", self.site.namespace_id, self.site.status_id, **self.ip_fields(holder)
                     )
 
-            self.context.on_rollback(undo)
+            self.undo(undo)
         elif _cf(ip, CF_PORT):
             old = _cf(ip, CF_PORT)
             self.client.update_ip(ip["id"], custom_fields={CF_PORT: None})
-            self.context.on_rollback(lambda: self.client.update_ip(ip["id"], custom_fields={CF_PORT: old}))
+            self.undo(lambda: self.client.update_ip(ip["id"], custom_fields={CF_PORT: old}))
 
     def port_of(self, subnet_id: str, address: str) -> str | None:
         """The port the core tables say holds ``address`` (for a migration's reconcile)."""
@@ -356,7 +418,7 @@ class NautobotDriver:
     def _patch_prefix(self, prefix: nb.Prefix, custom_fields: dict[str, Any]) -> nb.Prefix:
         old = {k: _cf(prefix, k) for k in custom_fields}
         updated = self.client.update_prefix(prefix["id"], custom_fields=custom_fields)
-        self.context.on_rollback(lambda: self.client.update_prefix(prefix["id"], custom_fields=old))
+        self.undo(lambda: self.client.update_prefix(prefix["id"], custom_fields=old))
         return updated
 
     def _claim(self, subnet_id: str, cidr: str, pools: str) -> nb.Prefix:
@@ -378,7 +440,7 @@ class NautobotDriver:
                 if existing is None:
                     raise
             else:
-                self.context.on_rollback(lambda: self._delete_prefix_quietly(created["id"]))
+                self.undo(lambda: self._delete_prefix_quietly(created["id"]))
                 return created
         claimed = _cf(existing, CF_SUBNET)
         # A claim by a subnet the core no longer has is stale (a lost undo, an earlier database).
@@ -438,7 +500,7 @@ class NautobotDriver:
                 # Others keep addresses in it: leave it to them, unclaimed.
             else:
                 cidr, fields = prefix["prefix"], {"tags": [self.site.tag_id], "custom_fields": self._marks(prefix)}
-                self.context.on_rollback(
+                self.undo(
                     lambda: self.client.create_prefix(cidr, self.site.namespace_id, self.site.status_id, **fields)
                 )
                 return
@@ -531,7 +593,7 @@ class NautobotDriver:
                 handle._create(h, ports.get(h))
             return
         ids = [ip["id"] for ip in created]
-        self.context.on_rollback(lambda: self.client.bulk_delete_ips(ids))
+        self.undo(lambda: self.client.bulk_delete_ips(ids))
 
     @_translated
     def counts(self) -> dict[str, int]:
