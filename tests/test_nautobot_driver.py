@@ -97,6 +97,14 @@ def test_migration_to_nautobot_and_back_with_foreign_addresses(tmp_path: Path, n
     assert all(tagged(ip) for host, ip in held.items() if host not in (core_ip, foreign))
     assert dataset.holdings(db) == before
 
+    # What an undo could not reach (Nautobot was down when a request failed) is Pipam's, not foreign:
+    # verify lists it.
+    stray_host = next(f"192.168.7.{i}" for i in range(2, 255) if f"192.168.7.{i}" not in held)
+    stray = client.create_ip(f"{stray_host}/24", ids["namespace"], ids["status"], tags=[client.ensure_tag(TAG)])
+    code, out = cli(url, "nautobot", "ipam", "verify")
+    assert code == 1 and stray_host in out, out
+    client.delete_ip(stray["id"])
+
     # Allocating through Nautobot never hands out the other system's address.
     nbdb = Database(load_settings(database_url=url, ipam_driver="nautobot"))
     new = [nbdb.run(lambda u: local.create(u, "port", {"network_id": made["b"]["id"]})) for _ in range(5)]

@@ -211,7 +211,11 @@ class Migrator:
                     held = driver.dump_subnet(core.state.subnet_id)
                     if held is None:
                         continue
-                    for cidr in (held.allocations & core.state.allocations).iter_cidrs():
+                    overlap = held.allocations & core.state.allocations
+                    own = getattr(driver, "created_by_pipam", None)  # Pipam's own leftovers are no conflict
+                    if own is not None:
+                        overlap -= own(core.state.subnet_id)
+                    for cidr in overlap.iter_cidrs():
                         for ip in cidr:
                             found.append(
                                 {

@@ -348,6 +348,7 @@ class NautobotDriver:
         self.session = context.session
         self.settings: NautobotSettings = context.settings
         self._site: Site | None = None
+        self._created: dict[str, netaddr.IPSet] = {}
 
     @property
     def site(self) -> Site:
@@ -538,16 +539,20 @@ class NautobotDriver:
                 return None
         else:
             pools = parse_pools(_cf(prefix, CF_POOLS))
-        held = NautobotSubnet(self, subnet_id, prefix).held()
-        version = ipaddress.ip_network(prefix["prefix"]).version
-        return SubnetState(
-            subnet_id, prefix["prefix"], pools, netaddr.IPSet(netaddr.IPAddress(v, version) for v in held)
-        )
+        ips = list(self.client.ips_of_prefix(prefix["id"]))
+        self._created[subnet_id] = netaddr.IPSet(ip["host"] for ip in ips if self.created(ip))
+        return SubnetState(subnet_id, prefix["prefix"], pools, netaddr.IPSet(ip["host"] for ip in ips))
+
+    def created_by_pipam(self, subnet_id: str) -> netaddr.IPSet:
+        """The addresses of the subnet's prefix Pipam created (tagged), as its last ``dump_subnet`` saw them:
+        verify lists those the core does not hold instead of counting them as others' (foreign)."""
+        return self._created.get(subnet_id, netaddr.IPSet())
 
     @_translated
     def import_subnet(self, state: SubnetState, core_allocations: list[str]) -> None:
         """Make the prefix hold the core's allocations: create the missing ones in bulk (with their ports),
-        delete those Pipam created that the core no longer has, mark the ones others created (adopted)."""
+        delete those Pipam created that the core no longer has, mark the ones already there with their port
+        (others' are adopted; Pipam's own left from an earlier run get their current port)."""
         prefix = self._claim(state.subnet_id, state.cidr, format_pools(state.pools))
         network = ipaddress.ip_network(state.cidr)
         ports = dict(
@@ -563,7 +568,7 @@ class NautobotDriver:
         adopt = [
             {"id": ip["id"], "custom_fields": {CF_PORT: ports.get(host)}}
             for host, ip in present.items()
-            if host in wanted and not self.created(ip) and _cf(ip, CF_PORT) != ports.get(host)
+            if host in wanted and _cf(ip, CF_PORT) != ports.get(host)
         ]
         for start in range(0, len(adopt), BULK):
             self.client.bulk_update_ips(adopt[start : start + BULK])
