@@ -39,7 +39,7 @@ from typing import Any, ClassVar, TypeVar
 import netaddr
 from sqlalchemy import select
 
-from pipam.db.models import IPAllocation, Subnet
+from pipam.db.models import IPAllocation, IPAllocationPool, Subnet
 from pipam.errors import (
     ExternalIpamError,
     ExternalIpamUnavailable,
@@ -239,7 +239,7 @@ class NautobotSubnet:
         return True
 
     def _forget_if_ours(self, host: str, nonce: str) -> None:
-        found = self.driver.client.find_ip(self.prefix["id"], host)
+        found = self.driver.find_ip(host)
         if found is not None and self.driver.created(found) and f"[{nonce}]" in (found.get("description") or ""):
             self.driver.delete_ip_quietly(found["id"])
 
@@ -247,7 +247,9 @@ class NautobotSubnet:
         """Every address Nautobot holds in the prefix, Pipam's and others'."""
         return {
             int(ipaddress.ip_address(ip["host"]))
-            for ip in self.driver.client.ips_of_prefix(self.prefix["id"], exclude_m2m="true")
+            for ip in self.driver.client.ips(
+                self.driver.site.namespace_id, prefix=str(self.network), exclude_m2m="true"
+            )
         }
 
     def _free(self, exclude: set[int]) -> netaddr.IPSet:
@@ -319,13 +321,13 @@ class NautobotSubnet:
 
     @_translated
     def deallocate(self, address: str) -> None:
-        found = self.driver.client.find_ip(self.prefix["id"], address)
+        found = self.driver.find_ip(address)
         if found is not None:
             self.driver.release(found)
 
     @_translated
     def reconcile(self, address: str, allocated: bool) -> None:
-        found = self.driver.client.find_ip(self.prefix["id"], address)
+        found = self.driver.find_ip(address)
         if allocated and found is None:
             self._create(address, self.driver.port_of(self.subnet_id, address))
         elif not allocated and found is not None:
@@ -405,6 +407,10 @@ class NautobotDriver:
             self.client.update_ip(ip["id"], custom_fields={CF_PORT: None})
             self.undo(lambda: self.client.update_ip(ip["id"], custom_fields={CF_PORT: old}))
 
+    def find_ip(self, host: str) -> nb.IpAddress | None:
+        """The ip-address ``host`` in the namespace (one at most: the host decides its parent prefix)."""
+        return next(self.client.ips(self.site.namespace_id, address=host), None)
+
     def port_of(self, subnet_id: str, address: str) -> str | None:
         """The port the core tables say holds ``address`` (for a migration's reconcile)."""
         row = self.session.get(IPAllocation, (address, subnet_id))
@@ -474,7 +480,19 @@ class NautobotDriver:
 
     @_translated
     def get_subnet(self, subnet_id: str) -> NautobotSubnet:
-        return self._subnet(subnet_id)
+        # The hot path of every allocation, without a call to Nautobot: the CIDR and the pools come from the
+        # core tables (written before the driver is called, in this transaction, so never stale), and
+        # allocating needs no prefix id (an ip-address finds its parent prefix by its address).
+        core = self.session.get(Subnet, subnet_id)
+        if core is None:
+            raise IpamSubnetNotFound(subnet_id, self.name)
+        pools = self.session.execute(
+            select(IPAllocationPool.first_ip, IPAllocationPool.last_ip)
+            .where(IPAllocationPool.subnet_id == subnet_id)
+            .order_by(IPAllocationPool.first_key)
+        ).all()
+        prefix = {"id": None, "prefix": core.cidr, "custom_fields": {CF_POOLS: format_pools(pools)}}
+        return NautobotSubnet(self, subnet_id, prefix)  # type: ignore[arg-type]
 
     @_translated
     def update_subnet(self, request: SpecificSubnetRequest) -> NautobotSubnet:
@@ -490,7 +508,9 @@ class NautobotDriver:
         if prefix is None:
             return
         # Addresses an undo could not reach (Nautobot was down) would keep the prefix alive: go with it.
-        strays = [ip["id"] for ip in self.client.ips_of_prefix(prefix["id"], tags=self.settings.tag)]
+        strays = [
+            ip["id"] for ip in self.client.ips(self.site.namespace_id, prefix=prefix["prefix"], tags=self.settings.tag)
+        ]
         self.client.bulk_delete_ips(strays)
         if self.created(prefix):
             try:
@@ -539,7 +559,7 @@ class NautobotDriver:
                 return None
         else:
             pools = parse_pools(_cf(prefix, CF_POOLS))
-        ips = list(self.client.ips_of_prefix(prefix["id"]))
+        ips = list(self.client.ips(self.site.namespace_id, prefix=prefix["prefix"]))
         self._created[subnet_id] = netaddr.IPSet(ip["host"] for ip in ips if self.created(ip))
         return SubnetState(subnet_id, prefix["prefix"], pools, netaddr.IPSet(ip["host"] for ip in ips))
 
@@ -561,7 +581,7 @@ class NautobotDriver:
             ).all()
         )
         wanted = {str(ip) for ip in state.allocations}
-        present = {ip["host"]: ip for ip in self.client.ips_of_prefix(prefix["id"])}
+        present = {ip["host"]: ip for ip in self.client.ips(self.site.namespace_id, prefix=prefix["prefix"])}
         gone = [ip["id"] for host, ip in present.items() if host not in wanted and self.created(ip)]
         for start in range(0, len(gone), BULK):
             self.client.bulk_delete_ips(gone[start : start + BULK])
