@@ -203,39 +203,41 @@ def main(
             )
             db.dispose()
 
-            # A namespace of its own: the prefixes above belong to another Pipam database.
-            moved_ns = f"bench-{uuid.uuid4().hex[:8]}"
-            client.create_namespace(moved_ns)
-            os.environ["PIPAM_DRIVERS__NAUTOBOT__NAMESPACE"] = moved_ns
-            path = Path(tempfile.mkdtemp(prefix="pipam-bench-nb-")) / "pipam.db"
-            url = f"sqlite:///{path}"
-            src = _pipam(url, "internal")
-            t = time.perf_counter()
-            bulk_load(src, addresses)
-            load_s = time.perf_counter() - t
-            src.dispose()
-            raw = raw_bulk(client, ids, min(addresses, 1000))
-            there = migrate(url, "nautobot")
-            back = migrate(url, "internal")
-            moved = {
-                "addresses": addresses,
-                "load_seconds": load_s,
-                "to_nautobot_seconds": there["seconds"],
-                "to_nautobot_per_second": addresses / there["seconds"],
-                "back_seconds": back["seconds"],
-                "back_per_second": addresses / back["seconds"],
-                "nautobot_bulk_create_per_second": raw,
-                "to_nautobot_vs_raw_bulk": addresses / there["seconds"] / raw,
-            }
-            table(
-                f"migration of {addresses:,} port addresses",
-                ["direction", "seconds", "addresses per s"],
-                [
-                    ["internal -> nautobot", there["seconds"], moved["to_nautobot_per_second"]],
-                    ["nautobot -> internal", back["seconds"], moved["back_per_second"]],
-                    ["(Nautobot alone: bulk creates of 250)", "", raw],
-                ],
-            )
+            moved: dict[str, Any] = {}
+            if addresses:  # --migrate 0: the allocation figures only
+                # A namespace of its own: the prefixes above belong to another Pipam database.
+                moved_ns = f"bench-{uuid.uuid4().hex[:8]}"
+                client.create_namespace(moved_ns)
+                os.environ["PIPAM_DRIVERS__NAUTOBOT__NAMESPACE"] = moved_ns
+                path = Path(tempfile.mkdtemp(prefix="pipam-bench-nb-")) / "pipam.db"
+                url = f"sqlite:///{path}"
+                src = _pipam(url, "internal")
+                t = time.perf_counter()
+                bulk_load(src, addresses)
+                load_s = time.perf_counter() - t
+                src.dispose()
+                raw = raw_bulk(client, ids, min(addresses, 1000))
+                there = migrate(url, "nautobot")
+                back = migrate(url, "internal")
+                moved = {
+                    "addresses": addresses,
+                    "load_seconds": load_s,
+                    "to_nautobot_seconds": there["seconds"],
+                    "to_nautobot_per_second": addresses / there["seconds"],
+                    "back_seconds": back["seconds"],
+                    "back_per_second": addresses / back["seconds"],
+                    "nautobot_bulk_create_per_second": raw,
+                    "to_nautobot_vs_raw_bulk": addresses / there["seconds"] / raw,
+                }
+                table(
+                    f"migration of {addresses:,} port addresses",
+                    ["direction", "seconds", "addresses per s"],
+                    [
+                        ["internal -> nautobot", there["seconds"], moved["to_nautobot_per_second"]],
+                        ["nautobot -> internal", back["seconds"], moved["back_per_second"]],
+                        ["(Nautobot alone: bulk creates of 250)", "", raw],
+                    ],
+                )
     finally:
         server.destroy()
     write_json(json_path, {"machine": machine(), "per_call": one, "concurrent": many, "migration": moved})
