@@ -273,15 +273,12 @@ class NautobotSubnet:
     def _pick(self, lowest: bool, holder: str | None) -> str:
         """Take one free pool address: the lowest, or one at random; another after each lost race."""
         tried: set[int] = set()
-        known: set[int] | None = None  # what Nautobot held when last asked
+        # "Any": first a blind guess (in a subnet with room, one create and no listing); after a lost race,
+        # and always for "lowest", pick among what Nautobot does not hold when asked.
+        blind = not lowest
         attempts = self.driver.settings.allocation_attempts
         for attempt in range(attempts):
-            if known is None and not lowest:
-                # First a blind guess: in a subnet with room, one create and no listing.
-                free = self._free(tried)
-            else:
-                known = self.held()
-                free = self._free(known | tried)
+            free = self._free(tried if blind else self.held() | tried)
             if not free:
                 raise IpAddressGenerationFailure(self.subnet_id)
             value = int(free.iter_ipranges().__next__().first) if lowest else self._random_in(free)
@@ -289,7 +286,7 @@ class NautobotSubnet:
             if self._create(host, holder):
                 return host
             tried.add(value)
-            known = set()  # list what is held before the next try
+            blind = False
             # Spread servers that lost the same race (a growing, jittered pause of a few ms).
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
         raise TooMuchContention(
