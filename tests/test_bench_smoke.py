@@ -117,3 +117,16 @@ def test_verify_free_space(tmp_path):
     assert set(data["backends"]) == {"internal", "builtin"} and data["migration_verify_s"] > 0
     for runs in data["backends"].values():
         assert runs["with_check"][0]["in_check_s"] > runs["without_check"][0]["in_check_s"]
+
+
+@pytest.mark.nautobot
+@pytest.mark.slow
+@pytest.mark.xdist_group("nautobot")
+def test_nautobot(tmp_path, nautobot_server):
+    # nautobot_server: skipped (or failed under CI) where a private Nautobot cannot run; the script
+    # starts its own all the same (the venv is installed by then, so a few seconds).
+    out = tmp_path / "nb.json"
+    run_bench("nautobot", "--calls", "3", "--clients", "2", "--per-client", "2", "--migrate", "20", "--json", str(out))
+    data = json.loads(out.read_text())
+    assert data["concurrent"]["pipam"]["failed"] == 0 and data["concurrent"]["pipam"]["duplicates"] == 0
+    assert data["per_call"]["calls"] == 3 and data["migration"]["addresses"] == 20
