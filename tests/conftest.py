@@ -74,12 +74,37 @@ def galera_cluster() -> Iterator[GaleraCluster]:
         cluster.destroy()
 
 
+def _database_skip(report) -> str | None:  # type: ignore[no-untyped-def]
+    """The reason of a skip because a database server is not reachable (tests/databases.py), else None."""
+    longrepr = getattr(report, "longrepr", None)
+    if isinstance(longrepr, tuple) and " not reachable at " in str(longrepr[2]):
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return None
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
-    """Say plainly which databases were not tested (also under xdist, where skips come from workers)."""
-    reasons = set(SKIPPED.values())
+    """One line per database that was not tested, with how many tests it skipped, instead of one line
+    per test in the short summary (also under xdist, where skips come from workers). The skips are
+    still counted in the last line, as "skipped (database not reachable)"."""
+    per_database: dict[str, list[str]] = {}
+    for kind, reason in SKIPPED.items():
+        per_database.setdefault(kind, [reason])
+    kept, moved = [], []
     for report in terminalreporter.stats.get("skipped", []):
-        longrepr = getattr(report, "longrepr", None)
-        if isinstance(longrepr, tuple) and "not reachable" in str(longrepr[2]):
-            reasons.add(str(longrepr[2]).removeprefix("Skipped: "))
-    for reason in sorted(reasons):
-        terminalreporter.write_line(f"database tests SKIPPED: {reason}", yellow=True)
+        reason = _database_skip(report)
+        if reason is None:
+            kept.append(report)
+            continue
+        moved.append(report)
+        kind = reason.split(" ", 1)[0]
+        per_database.setdefault(kind, [reason])
+        per_database[kind].append(reason)
+    if moved:
+        terminalreporter.stats["skipped"] = kept
+        if not kept:
+            del terminalreporter.stats["skipped"]
+        terminalreporter.stats.setdefault("skipped (database not reachable)", []).extend(moved)
+    for kind in sorted(per_database):
+        reason, count = per_database[kind][0], len(per_database[kind]) - 1
+        tests = f" ({count} tests)" if count else ""
+        terminalreporter.write_line(f"database tests SKIPPED: {reason}{tests}", yellow=True)

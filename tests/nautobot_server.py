@@ -463,3 +463,21 @@ def nautobot_server() -> Iterator[NautobotServer]:
         yield server
     finally:
         server.destroy()
+
+
+@pytest.fixture
+def nautobot_namespace(nautobot_server: NautobotServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A namespace of its own in the session's Nautobot for one test, and the ``PIPAM_DRIVERS__NAUTOBOT__*``
+    variables that point the Nautobot driver at it (so tests reusing one server never see each other's
+    prefixes). Returns the driver's settings as a table."""
+    import uuid
+
+    from pipam.ipam.drivers.nautobot.client import NautobotClient
+
+    name = f"pipam-test-{uuid.uuid4().hex[:10]}"
+    with NautobotClient(nautobot_server.url, nautobot_server.token, timeout=60) as client:
+        client.create_namespace(name)
+    table = {"url": nautobot_server.url, "token": nautobot_server.token, "namespace": name, "timeout": "30"}
+    for key, value in table.items():
+        monkeypatch.setenv(f"PIPAM_DRIVERS__NAUTOBOT__{key.upper()}", value)
+    return table

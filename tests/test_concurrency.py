@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
+import time
 from collections import Counter
+from queue import Empty
 
 import pytest
 
@@ -54,7 +56,16 @@ def _run(target, args_for) -> list:  # type: ignore[no-untyped-def]
     procs = [ctx.Process(target=target, args=(*args_for(i), queue)) for i in range(WORKERS)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=600) for _ in procs]
+    results: list = []
+    deadline = time.monotonic() + 600
+    while len(results) < len(procs):
+        try:
+            results.append(queue.get(timeout=1))
+        except Empty:
+            # A worker that died (an exception that is no PipamError) never reports: fail now, not at the deadline.
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"{len(dead)} worker(s) died (exit codes {dead}); see their traceback above"
+            assert time.monotonic() < deadline, "workers did not report within 600 s"
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0

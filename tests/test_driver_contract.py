@@ -30,3 +30,14 @@ class TestThirdParty(DriverContract):
     @pytest.fixture(autouse=True)
     def outside_store(self, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
         monkeypatch.setenv("PIPAM_EXTIPAM_DB", str(tmp_path / "outside.db"))
+
+
+@pytest.mark.nautobot
+@pytest.mark.slow
+@pytest.mark.xdist_group("nautobot")  # one Nautobot per session, on one worker
+class TestNautobot(DriverContract):
+    backend = "nautobot"
+
+    @pytest.fixture(autouse=True)
+    def namespace(self, nautobot_namespace: dict[str, str]) -> dict[str, str]:
+        return nautobot_namespace

@@ -118,6 +118,7 @@ def a_int(address: str) -> int:
     return int(ipaddress.ip_address(address)) - int(CIDR.network_address)
 
 
+@pytest.mark.slow  # about 6 s per backend: random operations, then a corruption, per example
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

@@ -1,12 +1,14 @@
 """Pipam on a private 3-node MariaDB Galera cluster: one ``pipam serve`` per node, clients writing
 through all three, nodes killed with SIGKILL (one: the others go on; two: quorum lost, only 503s),
-restarted, and the data checked on every node afterwards.
+restarted, and the data checked on every node afterwards; the migration fence against address changes
+on other nodes (docs/architecture.md, "The fence").
 
 Figures printed here (run with ``-s``) are the ones quoted in docs/deployment.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -16,15 +18,23 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pymysql
 import pytest
 from sqlalchemy import select, text
 
+from pipam.config import load_settings
 from pipam.db.engine import make_engine
 from pipam.db.models import IPAllocation
+from pipam.errors import IpamMigrationInProgress
+from pipam.ipam import state
+from pipam.service.database import Database
+from pipam.testing import local
 from tests.galera import GaleraCluster
+from tests.held_change import HeldChange, wait_until_blocked
 from tests.load import Answer, PortLoad, make_subnet, port_in_subnet
 from tests.server import Server
 
@@ -186,7 +196,7 @@ def test_one_node_killed_and_rejoining(galera: GaleraCluster, tmp_path: Path) ->
         pause = longest_gap(others, killed_at, restart_at)
         # The survivors stall until the group evicts the dead node (evs.suspect_timeout, 5 s), then go on.
         assert pause < 12, f"servers on the surviving nodes paused {pause:.1f} s"
-        assert any(s == 201 for t, s, _, _ in others if killed_at + pause < t < restart_at)
+        assert any(a.status == 201 for a in others if killed_at + pause < a.started < restart_at)
         after = load.window(synced_at + 1, float("inf"))
         assert after and set(after) <= {201, 204, 404}, after
         assert load.window(synced_at + 1, float("inf"), bases[2]), "server on node 3 did not recover"
@@ -345,3 +355,244 @@ def test_node_left_behind_answers_503(galera: GaleraCluster, tmp_path: Path) -> 
         print(f"\nnode left behind: its server answered 503 after {took:.1f} s")
     finally:
         stop_all(servers)
+
+
+# --- the migration fence under multi-master writes --------------------------------------------------
+#
+# An address change writes one ``ipam_gate`` slot and reads the state from it (pipam.ipam.state.enter);
+# the fence writes every slot. On Galera locks are local to a node, so the fence raised on node 1 does not
+# wait for a change in flight on node 2; the two writes meet in certification instead. The tests below
+# hold a change open after it entered the gate and raise the fence on another node, in the two orders in
+# which node 2 can learn of the fence; then many changes on nodes 2 and 3 through a real migration.
+
+FENCE = "repair-galerafencetest"  # a fence holder without a migration record, as a repair holds it
+
+
+def database(url: str) -> Database:
+    return Database(load_settings(database_url=url, ipam_driver=BACKEND))
+
+
+def last_committed(cluster: GaleraCluster, node: int) -> int:
+    return int(cluster.status(node)["wsrep_last_committed"])
+
+
+def raise_fence(db: Database) -> None:
+    db.runner.run(lambda tx: state.raise_fence(tx.session, FENCE, "test of the fence on Galera"))
+
+
+def lower_fence(db: Database) -> None:
+    db.runner.run(lambda tx: state.lower_fence(tx.session, FENCE))
+
+
+def mysql_code(exc: BaseException | None) -> int | None:
+    """The MySQL error code under a failed transaction (the runner wraps it once it gives up)."""
+    while exc is not None and getattr(exc, "orig", None) is None:
+        exc = exc.__cause__
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def ports_on_nodes(cluster: GaleraCluster, name: str, network_id: str) -> list[dict[str, str]]:
+    """Port id -> address as each node holds them (read with causal reads, so each node is current)."""
+    held = []
+    for node in range(1, cluster.size + 1):
+        engine = make_engine(cluster.url(node, name))
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(IPAllocation.port_id, IPAllocation.ip_address).where(IPAllocation.network_id == network_id)
+                )
+                held.append(dict(rows.all()))
+        finally:
+            engine.dispose()
+    return held
+
+
+def verify_every_node(cluster: GaleraCluster, name: str, backend: str | None = None) -> None:
+    for node in range(1, cluster.size + 1):
+        args = ["ipam", "verify", *(["--backend", backend] if backend else [])]
+        done = pipam(*args, url=cluster.url(node, name))
+        assert done.returncode == 0, f"verify on node {node}: {done.stdout}{done.stderr}"
+
+
+@contextlib.contextmanager
+def applier_held(cluster: GaleraCluster, name: str, node: int) -> Iterator[Callable[[], None]]:
+    """Keep ``node`` from applying other nodes' write sets from the next one on, while it still takes
+    local commits (which FLUSH TABLES WITH READ LOCK would block): a session with replication off
+    (``wsrep_on=OFF``, so that no replicated write aborts it) locks a row of a table of its own, and the
+    caller makes node 1 update that row: the applier waits behind the lock, every later write set
+    waits behind it in commit order. Yields the function that writes that row through node 1."""
+    with cluster.connect(1, name) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE applier_blocker (id INT PRIMARY KEY, n INT NOT NULL)")
+        cur.execute("INSERT INTO applier_blocker VALUES (1, 0)")
+    target = last_committed(cluster, 1)
+    while last_committed(cluster, node) < target:
+        time.sleep(0.05)
+    # Longer than innodb_lock_wait_timeout would make the applier give up and the node leave the cluster.
+    lock = cluster.connect(node, name, timeout=30)
+    try:
+        with lock.cursor() as cur:
+            cur.execute("SET SESSION wsrep_on = OFF")
+            cur.execute("BEGIN")
+            cur.execute("SELECT n FROM applier_blocker WHERE id = 1 FOR UPDATE")
+
+        def write_row() -> None:
+            with cluster.connect(1, name) as conn, conn.cursor() as cur:
+                cur.execute("UPDATE applier_blocker SET n = n + 1 WHERE id = 1")
+
+        yield write_row
+    finally:
+        with contextlib.suppress(pymysql.Error):
+            lock.rollback()
+        lock.close()
+        cluster.wait_synced()
+
+
+@pytest.mark.parametrize("where", ["same node", "other node, fence applied", "other node, fence not yet applied"])
+def test_fence_against_a_change_in_flight(galera: GaleraCluster, where: str) -> None:
+    """A port create on node 2 (node 1 in the first case) has entered the gate and allocated; the fence
+    goes up through node 1; then the create commits. It must either commit before the fence (the fence
+    waits for it), or fail (1213: aborted by the fence's write set, or failed certification against it)
+    and, rerun, meet the fence. Either way no address is committed through the backend after the fence,
+    and every node verifies clean."""
+    name = new_database(galera)
+    fence_db = database(galera.url(1, name))
+    change_node = 1 if where == "same node" else 2
+    try:
+        network_id = fence_db.run(lambda u: local.create(u, "network", {"name": "n"}))["id"]
+        subnet = {"network_id": network_id, "cidr": "10.70.0.0/24", "ip_version": 4}
+        fence_db.run(lambda u: local.create(u, "subnet", subnet))
+        galera.wait_synced()
+        before = galera.status(2)
+        change = HeldChange(database(galera.url(change_node, name)), network_id)
+        try:
+            fence = threading.Thread(target=raise_fence, args=(fence_db,), daemon=True)
+            if where == "same node":
+                # One server: the fence's write waits for the slot's row lock the change holds.
+                fence.start()
+                wait_until_blocked(galera.url(1, name), fence)
+                assert change.commit(60) and change.committed, change.error
+                fence.join(60)
+                assert not fence.is_alive()
+            elif where == "other node, fence applied":
+                # Node 2 applies the fence's write set while the change holds a slot: the applier aborts
+                # the change (a replicated write always wins over a local transaction's lock).
+                fence.start()
+                fence.join(60)
+                assert not fence.is_alive(), "the fence waited for a change on another node"
+                target = last_committed(galera, 1)
+                while last_committed(galera, 2) < target:
+                    time.sleep(0.05)
+                assert change.commit(60)
+            else:
+                # Node 2 has not applied the fence when the change commits: the change's write set reaches
+                # certification after the fence's, both write the change's slot, and the change has not
+                # seen the fence (its last seen position is before it): it fails certification.
+                with applier_held(galera, name, 2) as write_row:
+                    write_row()
+                    fence.start()
+                    fence.join(60)
+                    assert not fence.is_alive(), "the fence waited for a change on another node"
+                    assert last_committed(galera, 2) < last_committed(galera, 1), "node 2 applied the fence"
+                    # Certification does not wait for the applier; a change that passed it would wait
+                    # (in commit order) until the lock is released below, and then commit.
+                    ended = change.commit(15)
+                    assert last_committed(galera, 2) < last_committed(galera, 1), "node 2 applied the fence"
+                assert ended or change.commit(60)
+            if where != "same node":
+                assert not change.committed, "an address change committed after the fence"
+                assert mysql_code(change.error) == 1213, repr(change.error)
+                # Which of Galera's two mechanisms stopped it, by node 2's own counters.
+                after = galera.status(2)
+                counter = "wsrep_local_bf_aborts" if where.endswith("fence applied") else "wsrep_local_cert_failures"
+                assert int(after[counter]) > int(before[counter]), counter
+                print(f"\n{where}: the change failed ({counter} +1): {change.error.__cause__}")
+                # Rerun as a server would: now it meets the fence.
+                with pytest.raises(IpamMigrationInProgress):
+                    change.db.run(lambda u: local.create(u, "port", {"network_id": network_id}))
+        finally:
+            change.close()
+            change.db.dispose()
+        assert change.port is not None
+        port_id, address = change.port["id"], change.port["fixed_ips"][0]["ip_address"]
+        for node, held in enumerate(ports_on_nodes(galera, name, network_id), start=1):
+            assert held == ({port_id: address} if change.committed else {}), f"node {node}: {held}"
+        verify_every_node(galera, name)
+    finally:
+        with contextlib.suppress(Exception):
+            lower_fence(fence_db)
+        fence_db.dispose()
+    verify_every_node(galera, name)
+
+
+def migrate(url: str, target: str) -> subprocess.CompletedProcess[str]:
+    """``pipam ipam migrate`` holding the fence 1.5 s longer than it needs, so that requests surely meet it."""
+    env = {**os.environ, "PIPAM_DATABASE_URL": url, "PIPAM_IPAM_DRIVER": BACKEND}
+    env.pop("PIPAM_CONFIG", None)
+    hooks = ["--pause-at", "after-fence", "--pause", "1.5"]
+    command = ["ipam", "migrate", "--to", target, "--yes", "--batch-size", "20"]
+    return subprocess.run(
+        [sys.executable, "-m", "tests.migrate_hooks", *hooks, "--", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def conflicts(cluster: GaleraCluster) -> Counter[str]:
+    """Galera's conflict counters summed over the nodes: local transactions aborted by a replicated
+    write set, and write sets that failed certification."""
+    total: Counter[str] = Counter()
+    for node in range(1, cluster.size + 1):
+        s = cluster.status(node)
+        total["bf_aborts"] += int(s["wsrep_local_bf_aborts"])
+        total["cert_failures"] += int(s["wsrep_local_cert_failures"])
+    return total
+
+
+def test_migration_and_revert_with_writes_on_other_nodes(galera: GaleraCluster, tmp_path: Path) -> None:
+    """Clients create and delete ports through servers on nodes 2 and 3 while ``pipam ipam migrate`` runs
+    through node 1, to the other backend and back. Every allocation must be held by the backend that was
+    active when it committed: after each switch the new backend holds exactly the core's allocations on
+    every node (an address committed through the old backend after the fence would be missing from it, a
+    release through the old one would be left in it), and the clients' answers agree with every node."""
+    name = new_database(galera)
+    other = "builtin" if BACKEND == "internal" else "internal"
+    servers = start_servers(galera, name, tmp_path)
+    writers = [s.base for s in servers[1:]]
+    try:
+        network_id, _ = make_subnet(servers[0].base)
+        before = conflicts(galera)
+        fenced: list[tuple[str, float, float]] = []
+        with PortLoad(writers, network_id, per_base=3, churn=True, keep=20) as load:
+            time.sleep(3)
+            for target in (other, BACKEND):
+                t0 = time.monotonic()
+                done = migrate(galera.url(1, name), target)
+                fenced.append((target, t0, time.monotonic()))
+                assert done.returncode == 0, done.stdout + done.stderr
+                for s in servers:
+                    assert httpx.get(f"{s.base}/healthz", timeout=30).json()["active_backend"] == target
+                # Checked while the clients go on: the snapshot verify sees must agree at any moment.
+                verify_every_node(galera, name, target)
+                time.sleep(2)
+        after = conflicts(galera) - before
+        outcomes = Counter((a.op, a.status, a.error) for a in load.answers)
+        allowed = {("create", 201, ""), ("delete", 204, ""), ("delete", 404, "")}
+        allowed |= {(op, 503, "IpamMigrationInProgress") for op in ("create", "delete")}
+        assert set(outcomes) <= allowed, outcomes
+        for target, start, end in fenced:
+            met = load.window(start, end)
+            assert met[503], f"no request met the fence of the migration to {target}: {met}"
+            assert load.window(end + 1, float("inf"))[201], f"no port created after the migration to {target}"
+        print(
+            f"\nmigration and revert through node 1, clients on nodes 2 and 3: {dict(outcomes)}; transactions "
+            f"rerun {dict(retries(servers))}; Galera conflicts {dict(after)}; migrations took "
+            f"{', '.join(f'{end - start:.1f} s' for _, start, end in fenced)}"
+        )
+    finally:
+        stop_all(servers)
+    check_answers(load)
+    check_every_node(galera, name, network_id, load)

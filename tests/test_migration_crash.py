@@ -32,6 +32,8 @@ POINTS = [
     "after-verify",
     "after-fence",
 ]
+# The phases a run records, in order.
+PHASES = ["prune", "copy", "catch-up", "switch"]
 
 
 def migrate(
@@ -133,6 +135,16 @@ def wait_for_own_progress(db: Database, proc: subprocess.Popen[str], previous_ow
     return None
 
 
+def wait_for_phase(db: Database, proc: subprocess.Popen[str], phase: str) -> None:
+    """Until the running migration reports ``phase`` (or has moved on, or its process has ended)."""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        current = run_state(db)[1]
+        if current is None or current == phase or PHASES.index(current) > PHASES.index(phase):
+            return
+        time.sleep(0.005)
+
+
 @pytest.mark.slow
 def test_random_kills_both_ways(db, schema_url, backend):
     """Kill at random moments once the new run is under way, re-run, kill again...; then migrate back."""
@@ -142,10 +154,16 @@ def test_random_kills_both_ways(db, schema_url, backend):
     kills_in_copy = 0
     for target in (OTHER[backend], backend):
         owner = None
-        for _ in range(6):
+        for attempt in range(6):
             proc = migrate(schema_url, target)
             owner = wait_for_own_progress(db, proc, owner)
-            time.sleep(rnd.uniform(0, 0.4))
+            if attempt % 2 == 0:
+                # Every other kill lands inside the copy, where a run spends its time on a large
+                # deployment; on a fast machine a random delay alone would mostly miss it.
+                wait_for_phase(db, proc, "copy")
+                time.sleep(rnd.uniform(0, 0.05))
+            else:
+                time.sleep(rnd.uniform(0, 0.4))
             if proc.poll() is None:
                 phase = run_state(db)[1]
                 proc.kill()

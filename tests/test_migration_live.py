@@ -78,7 +78,10 @@ def test_two_servers_through_a_migration_and_its_revert(db, schema_url, backend,
     allowed = {("create", 201, ""), ("delete", 204, ""), ("create", 503, "IpamMigrationInProgress")}
     allowed.add(("delete", 503, "IpamMigrationInProgress"))
     assert set(outcomes) <= allowed, outcomes
-    assert outcomes[("create", 503, "IpamMigrationInProgress")] > 0, "no request met the fence"
+    # Once a client holds ``keep`` ports it alternates deletes and creates, and a refused delete is
+    # retried before anything else, so on a fast machine only deletes may meet the fence.
+    fenced = outcomes[("create", 503, "IpamMigrationInProgress")] + outcomes[("delete", 503, "IpamMigrationInProgress")]
+    assert fenced > 0, "no request met the fence"
     assert all(a.extra.isdigit() for a in answers if a.status == 503)  # Retry-After
     assert max(a.took for a in answers) < 10
     assert not load.double_allocations()

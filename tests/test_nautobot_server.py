@@ -19,7 +19,7 @@ from pipam.ipam.drivers.nautobot.client import (
 )
 from tests.nautobot_server import NautobotServer
 
-pytestmark = [pytest.mark.nautobot, pytest.mark.slow]
+pytestmark = [pytest.mark.nautobot, pytest.mark.slow, pytest.mark.xdist_group("nautobot")]
 
 _networks = itertools.count(1)
 

@@ -188,6 +188,7 @@ class AllocatorModel(RuleBasedStateMachine):
         assert result.clean, [d.as_dict() for d in result.differences]
 
 
+@pytest.mark.slow  # 10 to 15 s: a model run of many allocations per example
 @pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
 def test_allocator_against_model(db, monkeypatch):
     monkeypatch.setattr(free_ranges, "_rng", random.Random(0))

@@ -61,6 +61,7 @@ def test_failed_request_undoes_outside_allocations(ext_db, ext_store):
     assert ext_store.execute("SELECT count(*) FROM subnets").fetchone()[0] == 1
 
 
+@pytest.mark.slow  # 7 to 12 s: two migrations into an outside store
 def test_migration_into_shared_ipam_reports_conflicts_then_adopts(db, schema_url, backend, ext_store):
     made = dataset.build(db, 40)
     before = dataset.holdings(db)

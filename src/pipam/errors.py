@@ -277,6 +277,10 @@ class RevisionNumberConstraintFailed(PreconditionFailed):
         super().__init__(f"Constrained to {expected}, but current revision is {current}")
 
 
+class ExternalPrefixInUse(Conflict):
+    """An outside IPAM already holds the subnet's prefix and the driver may not take it over."""
+
+
 class MigrationError(Conflict):
     """An operator's migration request cannot go ahead (another run, inconsistent core, ...)."""
 
@@ -316,11 +320,19 @@ class TooMuchContention(Unavailable):
     pass
 
 
+class ExternalIpamUnavailable(Unavailable):
+    """An outside IPAM server (Nautobot) did not answer in time, could not be reached, or is in trouble."""
+
+
 # --- 500 -------------------------------------------------------------------------------------------
 
 
 class IpamDriverNotFound(ServerError):
     pass
+
+
+class ExternalIpamError(ServerError):
+    """An outside IPAM refused a request Pipam sent it: a misconfiguration (token, status, permissions)."""
 
 
 class DatabaseNotReady(ServerError):

@@ -12,6 +12,9 @@ from pipam.service.database import Database
 from tests.conftest import reset
 from tests.server import Server
 
+MAX_PAGE_SIZE = 100  # of the ``server`` fixture
+MAX_BULK = 50
+
 
 @pytest.fixture(scope="session", params=["builtin", "internal"])
 def api_backend(request: pytest.FixtureRequest) -> str:
@@ -24,7 +27,11 @@ def server(schema_url: str, api_backend: str, tmp_path_factory: pytest.TempPathF
     reset(database, api_backend)
     database.dispose()
     srv = Server(
-        schema_url, api_backend, tmp_path_factory.mktemp("log") / "serve.log", max_bulk="50", max_page_size="100"
+        schema_url,
+        api_backend,
+        tmp_path_factory.mktemp("log") / "serve.log",
+        max_bulk=str(MAX_BULK),
+        max_page_size=str(MAX_PAGE_SIZE),
     )
     yield srv
     srv.stop()

@@ -101,6 +101,7 @@ def cli_json(server, command: str) -> dict:  # type: ignore[type-arg]
     return json.loads(run_cli(server, *shlex.split(command), "-f", "json"))
 
 
+@pytest.mark.slow  # 20 to 25 s: one openstack CLI process per command
 def test_openstack_cli(api, server, api_backend, db_kind):
     if db_kind != "sqlite":
         pytest.skip("the CLI is exercised once per backend (SQLite); the SDK covers every database")

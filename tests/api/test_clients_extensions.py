@@ -97,6 +97,7 @@ def test_sdk_networks_ports_and_revisions(conn):
     assert conn.network.get_tags(net) == []
 
 
+@pytest.mark.slow  # 30 to 45 s: one openstack CLI process per command
 def test_cli_extensions(api, server, db_kind):
     if db_kind != "sqlite":
         pytest.skip("the CLI is exercised once per backend (SQLite); the SDK covers every database")

@@ -1,25 +1,41 @@
 """Schema-driven fuzzing: every operation of Pipam's own OpenAPI document, with generated input,
-against a real server on SQLite. No response may be a 5xx; every 4xx carries the API's error body."""
+against a real server on each database. No response may be a 5xx; every 4xx carries the API's error body.
+
+Besides what the schema allows, the strategies put NUL characters into the strings of otherwise valid
+requests (bodies, filters, path ids: PostgreSQL can neither store nor compare them), and walk lists on
+every sort key, the nullable ones too, in both directions, from markers of real resources."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipam.config import load_settings
+from pipam.service.attributes import Resource
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
+from pipam.service.resources import discover
+from tests.databases import fresh_url
 from tests.server import Server
 
+# Each backend once, and each database once (the database decides what input can hurt it).
+SETUPS = [("sqlite", "builtin"), ("sqlite", "internal"), ("postgresql", "internal"), ("mariadb", "builtin")]
+DEFINITIONS: dict[str, Resource] = {f"/v2.0/{m.DEFINITION.collection_path}": m.DEFINITION for m in discover()}
 
-@pytest.fixture(scope="module", params=["builtin", "internal"])
+pytestmark = pytest.mark.slow  # a minute or more per setup: every operation, many examples each
+
+
+@pytest.fixture(scope="module", params=SETUPS, ids=[f"{d}-{b}" for d, b in SETUPS])
 def fuzz_server(request, tmp_path_factory) -> Iterator[Server]:
-    backend = request.param
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/fuzz.db"
+    kind, backend = request.param
+    url = fresh_url(kind, str(tmp_path_factory.mktemp("fuzz")), "fuzz")
     database = Database(load_settings(database_url=url, ipam_driver=backend))
     upgrade_database(database.engine, backend)
 
@@ -32,7 +48,10 @@ def fuzz_server(request, tmp_path_factory) -> Iterator[Server]:
     subnet(database, n, "2001:db8::/64", ipv6_address_mode="slaac")
     port(database, n, tags=["red"])
     scope = LocalClient(database).create("address_scope", name="s", ip_version=4)
-    pool(database, name="p", prefixes=["10.100.0.0/16"], is_default=True, address_scope_id=scope["id"])
+    p = pool(database, name="p", prefixes=["10.100.0.0/16"], is_default=True, address_scope_id=scope["id"])
+    # NULL and non-NULL values of the nullable sort keys (gateway_ip, subnetpool_id, ...).
+    subnet(database, net(database, name="no-gateway")["id"], "10.1.0.0/24", gateway_ip=None)
+    subnet(database, net(database, name="pooled")["id"], subnetpool_id=p["id"], prefixlen=24, ip_version=4)
     database.dispose()
     srv = Server(url, backend, tmp_path_factory.mktemp("fuzzlog") / "serve.log", max_bulk="20")
     yield srv
@@ -50,6 +69,79 @@ def check(case) -> None:  # type: ignore[no-untyped-def]
         assert body["NeutronError"]["message"]
 
 
+def _with_nul(value: Any) -> list[Any]:
+    """Copies of a JSON-like value, each with a NUL character in one of its strings."""
+    found: list[Any] = []
+    if isinstance(value, str):
+        return [value[: len(value) // 2] + "\x00" + value[len(value) // 2 :]]
+    items = (
+        list(value.items()) if isinstance(value, dict) else list(enumerate(value)) if isinstance(value, list) else []
+    )
+    for key, item in items:
+        for poisoned in _with_nul(item):
+            changed = copy.deepcopy(value)
+            changed[key] = poisoned
+            found.append(changed)
+    return found
+
+
+class World:
+    """Real resources of the fuzzed server: ids to use as markers and path ids, valid create bodies."""
+
+    def __init__(self, server: Server) -> None:
+        self.ids: dict[str, list[str]] = {}
+        with httpx.Client(base_url=server.base, timeout=30) as client:
+            for path in DEFINITIONS:
+                items = next(iter(client.get(path).json().values()))
+                self.ids[path] = [item["id"] for item in items]
+            network = next(n["id"] for n in client.get("/v2.0/networks?name=no-gateway").json()["networks"])
+        self.creates: dict[str, dict[str, Any]] = {
+            "/v2.0/networks": {"network": {"name": "n", "description": "d"}},
+            "/v2.0/subnets": {"subnet": {"network_id": network, "cidr": "10.1.7.0/24", "ip_version": 4, "name": "s"}},
+            "/v2.0/ports": {"port": {"network_id": network, "name": "p", "device_id": "dev", "device_owner": "x"}},
+            "/v2.0/subnetpools": {"subnetpool": {"name": "p2", "prefixes": ["10.200.0.0/16"], "description": "d"}},
+            "/v2.0/address-scopes": {"address_scope": {"name": "s2", "ip_version": 6}},
+        }
+
+
+def nul_strategies(operation: Any, world: World) -> list[st.SearchStrategy[Any]]:
+    """Otherwise valid requests of this operation with a NUL character somewhere."""
+    path, method = operation.path, operation.method.upper()
+    out: list[st.SearchStrategy[Any]] = []
+    if path in world.creates and method == "POST":
+        out += [operation.as_strategy(body=b) for b in _with_nul(world.creates[path])]
+    definition = DEFINITIONS.get(path)
+    if definition is not None and method == "GET":
+        out += [operation.as_strategy(query={name: "a\x00b"}) for name in definition.filters()]
+    member = path.removesuffix("/{item_id}")
+    if member != path and world.ids.get(member) and method == "PUT" and member in DEFINITIONS:
+        singular = DEFINITIONS[member].singular
+        real = {"item_id": world.ids[member][0]}
+        out += [
+            operation.as_strategy(path_parameters=real, body={singular: {key: "a\x00b"}})
+            for key in ("name", "description")
+        ]
+    return out
+
+
+@st.composite
+def sorted_walk(draw: st.DrawFn, operation: Any, world: World) -> Any:
+    """A page of a list on any sort key (nullable ones included), either direction, from a marker of a
+    real resource of that collection or from none."""
+    definition = DEFINITIONS[operation.path]
+    query = {
+        "sort_key": draw(st.sampled_from(sorted(definition.sort_keys()))),
+        "sort_dir": draw(st.sampled_from(["asc", "desc"])),
+        "limit": str(draw(st.integers(1, 3))),
+    }
+    if draw(st.booleans()):
+        query["page_reverse"] = "True"
+    ids = world.ids.get(operation.path, [])
+    if ids and draw(st.booleans()):
+        query["marker"] = draw(st.sampled_from(ids))
+    return draw(operation.as_strategy(query=query))
+
+
 def test_every_operation_with_generated_input(fuzz_server):
     schema = schemathesis.openapi.from_url(f"{fuzz_server.base}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -63,10 +155,15 @@ def test_every_operation_with_generated_input(fuzz_server):
         ("GET", "/v2.0/networks/{item_id}/tags/{tag}"),
     ):
         assert wanted in covered, wanted
+    assert {"gateway_ip", "subnetpool_id"} <= set(DEFINITIONS["/v2.0/subnets"].sort_keys())
+    world = World(fuzz_server)
     for operation in operations:
+        strategies = [operation.as_strategy(), *nul_strategies(operation, world)]
+        if operation.method.upper() == "GET" and operation.path in DEFINITIONS:
+            strategies.append(sorted_walk(operation, world))
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=st.one_of(strategies))
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case) -> None:  # type: ignore[no-untyped-def]
             check(case)
 
@@ -94,6 +191,10 @@ def test_garbage_bodies_and_paths(fuzz_server):
         ("PUT", "/v2.0/ports/x", b'{"port": {"mac_address": ["fa:16:3e:00:00:01"]}}'),
         ("POST", "/v2.0/address-scopes", b'{"address_scope": {"ip_version": "4.0"}}'),
         ("GET", "/v2.0/networks?router:external=maybe", b""),
+        ("POST", "/v2.0/networks", b'{"network": {"name": "a\\u0000b"}}'),
+        ("GET", "/v2.0/networks?name=a%00b", b""),
+        ("GET", "/v2.0/networks/a%00b", b""),
+        ("GET", "/v2.0/subnets?sort_key=subnetpool_id&limit=1&marker=%00", b""),
     ]
     with httpx.Client(base_url=fuzz_server.base, timeout=30) as client:
         for method, path, body in cases:

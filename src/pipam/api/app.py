@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipam import __version__
 from pipam.api import discovery, errors, resources
 from pipam.api.logs import configure_logging
+from pipam.api.paths import NeutronPaths
 from pipam.api.rendering import JsonResponse
 from pipam.config import Settings, load_settings
 from pipam.errors import HTTPRequestEntityTooLarge
@@ -59,10 +60,12 @@ class RequestGuard:
                 unread = unread and message.get("more_body", False)
             return message
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 extra = [(b"x-openstack-request-id", request_id.encode())]
                 if unread:
                     extra.append((b"connection", b"close"))
@@ -74,8 +77,20 @@ class RequestGuard:
                 raise HTTPRequestEntityTooLarge(too_large)
             await self.app(scope, limited_receive, send_with_id)
         except HTTPRequestEntityTooLarge as exc:
+            scope["state"]["error_type"] = exc.type
             response = errors.error_response(413, exc.type, exc.message)
             await response(scope, receive, send_with_id)
+        except Exception:
+            # A bug: its traceback is logged here, once, with the request it failed (uvicorn would log
+            # it again without), and the client gets Neutron's 500 body with the request id.
+            log.exception(
+                "unhandled error",
+                extra={"fields": {"request_id": request_id, "method": scope["method"], "path": scope["path"]}},
+            )
+            scope["state"]["error_type"] = errors.INTERNAL
+            if status == 500 and not started:
+                response = errors.error_response(500, errors.INTERNAL, "Request failed: internal server error")
+                await response(scope, receive, send_with_id)
         finally:
             self._log(scope, request_id, status, time.perf_counter() - start)
 
@@ -119,7 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.database = database
     errors.install(app, settings.retry_after)
-    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
+    app.add_middleware(NeutronPaths)
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)  # outermost: every answer is logged
     app.include_router(discovery.router)
     for module in discover():
         app.include_router(resources.router_for(module))

@@ -11,7 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipam import errors as e
@@ -43,6 +43,9 @@ HTTP_TYPES = {
 }
 
 
+INTERNAL = "HTTPInternalServerError"
+
+
 def status_of(exc: e.PipamError) -> int:
     for category, status in STATUS:
         if isinstance(exc, category):
@@ -70,16 +73,18 @@ def install(app: FastAPI, retry_after: int) -> None:
         return respond(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "The resource could not be found."
-        return error_response(exc.status_code, HTTP_TYPES.get(exc.status_code, "HTTPError"), message)
+        request.state.error_type = HTTP_TYPES.get(exc.status_code, "HTTPError")
+        return error_response(exc.status_code, request.state.error_type, message)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        request.state.error_type = "HTTPBadRequest"
         return error_response(400, "HTTPBadRequest", f"Invalid input for {where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(SQLAlchemyError)
@@ -87,10 +92,11 @@ def install(app: FastAPI, retry_after: int) -> None:
         # Raised outside a transaction (a connection lost while a session closes, say).
         if is_connection_lost(exc) or isinstance(exc, InvalidRequestError):
             return respond(request, e.DatabaseUnavailable())
-        log.exception("database error", extra={"fields": {"request_id": getattr(request.state, "request_id", "")}})
-        return error_response(500, "HTTPInternalServerError", "Request failed: internal server error")
+        # The database refused a statement (DBAPIError); any other SQLAlchemy error is Pipam's own bug
+        # in how it built one, and is not blamed on the database.
+        label = "database error" if isinstance(exc, DBAPIError) else "internal error"
+        log.exception(label, extra={"fields": {"request_id": getattr(request.state, "request_id", "")}})
+        request.state.error_type = INTERNAL
+        return error_response(500, INTERNAL, "Request failed: internal server error")
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"fields": {"request_id": getattr(request.state, "request_id", "")}})
-        return error_response(500, "HTTPInternalServerError", "Request failed: internal server error")
+    # Any other exception is a bug: pipam.api.app.RequestGuard logs it with its request and answers 500.

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from pipam.config import ConfigError, Settings, load_settings
+from pipam.config import ConfigError, Settings, load_settings, unknown_variables
 from pipam.db.engine import make_engine
 from pipam.errors import PipamError
 from pipam.service.bootstrap import require_current
@@ -29,10 +29,20 @@ def say(text: str) -> None:
     console.print(text, markup=False)
 
 
+# Every command takes --config too, so that it may follow the subcommand (pipam db upgrade --config F).
+CONFIG = typer.Option(None, "--config", "-c", help="TOML settings file (default: ./pipam.toml when present).")
+
+
+def config_file(ctx: typer.Context) -> str | None:
+    """--config after the subcommand, else before it."""
+    return ctx.params.get("config") or (ctx.find_root().obj or {}).get("config")
+
+
 def settings_of(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj or {}
+    for warning in unknown_variables():
+        err_console.print(f"warning: {warning}", markup=False)
     try:
-        return load_settings(obj.get("config"))
+        return load_settings(config_file(ctx))
     except ConfigError as exc:
         fail(str(exc), code=2)
         raise  # unreachable
@@ -57,7 +67,9 @@ def friendly_errors(fn: F) -> F:
             fail(exc.message)
         except SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            fail(f"database error: {detail}")
+            # Only what the database itself answered is a database error; any other SQLAlchemy error
+            # is a bug in Pipam and is not blamed on the database.
+            fail(f"database error: {detail}" if isinstance(exc, DBAPIError) else f"internal error: {detail}")
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
             sys.exit(130)

@@ -8,8 +8,9 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from pipam.cli.common import console, current_engine, fail, friendly_errors, say, settings_of
+from pipam.cli.common import CONFIG, console, current_engine, fail, friendly_errors, say, settings_of
 from pipam.cli.progress import for_terminal
 from pipam.db.transactions import Runner, Transaction
 from pipam.errors import MigrationError
@@ -42,7 +43,9 @@ def _print_json(data: Any) -> None:
 
 @app.command()
 @friendly_errors
-def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status(
+    ctx: typer.Context, config: str | None = CONFIG, as_json: bool = typer.Option(False, "--json", help="Print JSON.")
+) -> None:
     """Active backend, fence, the migration (running or interrupted), and stale data other backends hold."""
     settings = settings_of(ctx)
     engine = current_engine(settings)
@@ -72,8 +75,9 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
             )
     table = Table("backend", "stale data held", title="inactive backends")
     for name, counts in data["stale_data"].items():
-        table.add_row(name, ", ".join(f"{k}={v}" for k, v in counts.items()) or "none")
-    console.print(table, markup=False)
+        # Text, not str: a cell is data, never Rich markup.
+        table.add_row(Text(name), Text(", ".join(f"{k}={v}" for k, v in counts.items()) or "none"))
+    console.print(table)
 
 
 def _human(report: Report) -> None:
@@ -102,6 +106,7 @@ def _human(report: Report) -> None:
 @friendly_errors
 def migrate(
     ctx: typer.Context,
+    config: str | None = CONFIG,
     to: str = typer.Option(..., "--to", help="Backend to migrate to (an installed IPAM driver name)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Preflight, plan and time estimate only; write nothing."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Subnets per transaction and checkpoint."),
@@ -171,6 +176,7 @@ def migrate(
 @friendly_errors
 def verify(
     ctx: typer.Context,
+    config: str | None = CONFIG,
     backend: str | None = typer.Option(None, "--backend", help="Backend to check (default: the active one)."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, help="Subnets read per query batch."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -224,6 +230,7 @@ def _free_space_line(free: dict[str, Any], differing: int) -> str:
 @friendly_errors
 def repair(
     ctx: typer.Context,
+    config: str | None = CONFIG,
     backend: str = typer.Option(..., "--backend", help="Backend whose free space to rebuild."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would change; write nothing, no fence."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -282,6 +289,7 @@ def _human_repair(report: RepairReport) -> None:
 @friendly_errors
 def cleanup(
     ctx: typer.Context,
+    config: str | None = CONFIG,
     name: str = typer.Argument(..., help="The inactive backend whose stale data to delete."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from pipam import __version__
 from pipam.cli import db, ipam, serve
 
 app = typer.Typer(
@@ -18,11 +19,20 @@ app.add_typer(ipam.app, name="ipam")
 app.command("serve")(serve.serve)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pipam {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     config: str | None = typer.Option(
         None, "--config", "-c", help="TOML settings file (default: ./pipam.toml when present)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
     ),
 ) -> None:
     ctx.obj = {"config": config}

@@ -153,6 +153,10 @@ class DriverContext:
     # The driver's own settings (an instance of its ``settings_model``), or None when it has none.
     settings: Any = None
     undo: Callable[[Callable[[], None]], None] | None = None
+    # The port the next ``IpamSubnet.allocate`` call is for, set by the allocation engine before each
+    # call (None outside a port's allocation, e.g. a migration's reconcile): an outside IPAM may record it
+    # so that its operators see who holds an address.
+    holder: str | None = None
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
         """Run ``undo`` if the surrounding transaction does not commit."""

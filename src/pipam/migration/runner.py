@@ -211,7 +211,11 @@ class Migrator:
                     held = driver.dump_subnet(core.state.subnet_id)
                     if held is None:
                         continue
-                    for cidr in (held.allocations & core.state.allocations).iter_cidrs():
+                    overlap = held.allocations & core.state.allocations
+                    own = getattr(driver, "created_by_pipam", None)  # Pipam's own leftovers are no conflict
+                    if own is not None:
+                        overlap -= own(core.state.subnet_id)
+                    for cidr in overlap.iter_cidrs():
                         for ip in cidr:
                             found.append(
                                 {
@@ -580,7 +584,8 @@ def cleanup(engine: Engine, settings: Settings, name: str) -> dict[str, int]:
                 f"migration {running.id} ({running.source} -> {running.target}) is in progress; "
                 "finish or abort it first"
             )
-        if cls.shared:
+        # A shared IPAM holds others' data too: cleaned up only by a driver whose purge removes just its own.
+        if cls.shared and not getattr(cls, "purges_only_its_own", False):
             raise MigrationError(f"{name!r} is a shared IPAM; Pipam does not delete data other systems may own")
         return cls(DriverContext(tx.session, driver_settings(cls, settings.drivers), tx.on_rollback)).purge()
 

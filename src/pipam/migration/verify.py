@@ -96,9 +96,16 @@ def _verify_subnet(
 
 
 def _drop_foreign(driver: IpamDriver, core: SubnetState, held: SubnetState | None) -> int:
-    """Addresses other systems hold in a shared IPAM are theirs, not differences: left out."""
+    """Addresses other systems hold in a shared IPAM are theirs, not differences: left out.
+
+    A driver that can tell what Pipam itself created there (``created_by_pipam(subnet_id)``, after
+    ``dump_subnet``) keeps those in: one the core does not hold is a leftover (an undo that could not
+    reach the IPAM), listed as extra."""
     if not driver.shared or held is None:
         return 0
     others = held.allocations - core.allocations
+    own = getattr(driver, "created_by_pipam", None)
+    if own is not None:
+        others -= own(core.subnet_id)
     held.allocations -= others
     return int(others.size)

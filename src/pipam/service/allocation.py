@@ -91,6 +91,7 @@ class AllocationEngine:
         self.session = tx.session
         self._resolve = resolve
         self._driver: IpamDriver | None = None
+        self._context: DriverContext | None = None
         self._journal = False
         self._subnets: dict[str, IpamSubnet] = {}
 
@@ -100,7 +101,8 @@ class AllocationEngine:
         if self._driver is None:
             status = state.enter(self.session)
             cls, settings = self._resolve(status.active)
-            self._driver = cls(DriverContext(self.session, settings, self.tx.on_rollback))
+            self._context = DriverContext(self.session, settings, self.tx.on_rollback)
+            self._driver = cls(self._context)
             self._journal = status.shadow is not None
         return self._driver
 
@@ -124,8 +126,11 @@ class AllocationEngine:
                 ip = str(item.request.address)
                 if self.session.get(IPAllocation, (ip, subnet_id)) is not None:
                     raise IpAddressAlreadyAllocated(ip, subnet_id)
+            subnet = self.subnet(subnet_id)
+            assert self._context is not None
+            self._context.holder = port_id
             try:
-                ips = self.subnet(subnet_id).allocate(item.request)
+                ips = subnet.allocate(item.request)
             except IpAddressGenerationFailure:
                 raise IpAddressGenerationFailure(network_id) from None
             new = [Held(subnet_id, ip, port_id) for ip in ips]

@@ -47,6 +47,7 @@ class PortLoad:
         timeout: float = 30,
     ) -> None:
         self.answers: list[Answer] = []
+        self.crashed: list[str] = []  # client threads that died of an exception, and why
         self.churn, self.keep, self.timeout = churn, keep, timeout
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -66,7 +67,7 @@ class PortLoad:
         return [a for a in self.answers if a.op == "create" and base in (None, a.base)]
 
     def created(self) -> list[Answer]:
-        return [a for a in self.creates() if a.status == 201]
+        return [a for a in self.creates() if a.status == 201 and not a.error]
 
     def deleted(self) -> set[str]:
         """Ports whose deletion was confirmed (204, or 404 after an earlier unanswered attempt)."""
@@ -116,9 +117,13 @@ class PortLoad:
         if r.status_code in (201, 204):
             if op == "delete":
                 return Answer(base, op, t0, took, 204, port_id)
-            port = r.json()["port"]
-            address = port["fixed_ips"][0]["ip_address"] if port["fixed_ips"] else ""
-            return Answer(base, op, t0, took, 201, address, port["id"])
+            try:
+                port = r.json()["port"]
+                address = port["fixed_ips"][0]["ip_address"] if port["fixed_ips"] else ""
+                return Answer(base, op, t0, took, 201, address, port["id"])
+            except (ValueError, KeyError, IndexError, TypeError):
+                # A 201 whose body is no port: recorded as such, not as a port the client holds.
+                return Answer(base, op, t0, took, r.status_code, "not-a-port", error="not-a-port")
         try:
             body = r.json()
             error = body["NeutronError"]["type"]
@@ -131,6 +136,13 @@ class PortLoad:
             self.answers.append(answer)
 
     def _run(self, base: str, network_id: str) -> None:
+        try:
+            self._loop(base, network_id)
+        except BaseException as exc:  # recorded, and raised again when the load ends: no silent death
+            with self.lock:
+                self.crashed.append(f"{threading.current_thread().name}: {type(exc).__name__}: {exc}")
+
+    def _loop(self, base: str, network_id: str) -> None:
         mine: list[str] = []
         with httpx.Client(base_url=base, timeout=self.timeout) as client:
             while not self.stop.is_set():
@@ -144,7 +156,7 @@ class PortLoad:
                     continue
                 answer = self._send(client, base, "create", network_id)
                 self._record(answer)
-                if answer.status == 201:
+                if answer.status == 201 and not answer.error:
                     mine.append(answer.extra)
                 else:
                     time.sleep(0.05)
@@ -161,6 +173,8 @@ class PortLoad:
         alive = [t.name for t in self.threads if t.is_alive()]
         if alive:
             raise AssertionError(f"client threads still running (a request hung past its time-out): {alive}")
+        if self.crashed:
+            raise AssertionError(f"client threads died without recording their request: {self.crashed}")
 
 
 def make_subnet(base: str, cidr: str = "10.60.0.0/16") -> tuple[str, str]:

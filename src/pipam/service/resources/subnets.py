@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 
-from pipam.db.models import IPAllocationPool, Network, PoolScope, Port, Subnet, SubnetPool
+from pipam.db.models import IPAllocation, IPAllocationPool, Network, PoolScope, Port, Subnet, SubnetPool
 from pipam.errors import (
     BadRequest,
+    GatewayIpInUse,
     InvalidInput,
     NetworkAddressScopeAffinityError,
     NetworkSubnetPoolAffinityError,
@@ -113,6 +114,38 @@ def _gateway(req: Request, net: IPNetwork, default: IPAddress | None) -> IPAddre
     if net.version == 4 and net.prefixlen < 31 and gw in (net.network_address, net.broadcast_address):
         raise InvalidInput(f"Gateway IP {gw} cannot be the network or broadcast address of {net}.")
     return gw
+
+
+def _check_dhcp(net: IPNetwork) -> None:
+    """Neutron's rules for a subnet served by DHCP (its _validate_subnet): room for a DHCP port
+    besides the gateway, and no address kind a DHCP server cannot hand out."""
+    if (net.version == 4 and net.prefixlen > 30) or (net.version == 6 and net.prefixlen > 126):
+        reason = "Subnet has a prefix length that is incompatible with DHCP service enabled"
+    elif net.is_multicast:
+        reason = "Multicast IP subnet is not supported if enable_dhcp is True"
+    elif net.is_loopback:
+        reason = "Loopback IP subnet is not supported if enable_dhcp is True"
+    elif net.is_link_local:
+        reason = "Link-local IP subnet is not supported if enable_dhcp is True"
+    elif net.version == 4 and int(net.network_address) == 0:
+        reason = "First IP '0.0.0.0' of network is not supported if enable_dhcp is True"
+    else:
+        return
+    raise InvalidInput(f"Invalid input for operation: {reason}.")
+
+
+def _check_gateway_free(uow: UnitOfWork, subnet: Subnet, gateway: IPAddress | None) -> None:
+    """A new gateway must not be an address a port already holds (a router's port may: the gateway is
+    its interface), as a port create on the gateway is refused."""
+    if gateway is None or str(gateway) == subnet.gateway_ip:
+        return
+    holder = uow.session.execute(
+        select(Port.id, Port.device_owner)
+        .join(IPAllocation, IPAllocation.port_id == Port.id)
+        .where(IPAllocation.subnet_id == subnet.id, IPAllocation.ip_address == str(gateway))
+    ).first()
+    if holder is not None and not holder.device_owner.startswith("network:router"):
+        raise GatewayIpInUse(f"Gateway ip {gateway} already in use by port {holder.id}. Unable to update.")
 
 
 def _routes(routes: list[dict[str, Any]], version: int) -> list[dict[str, str]]:
@@ -225,6 +258,8 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Subnet:
     _check_affinity(uow, network.id, version, pool)
     net = subnetpools.allocate_prefix(uow, pool, req.get("cidr"), req.get("prefixlen")) if pool else req["cidr"]
     _check_overlap(uow, network.id, net)
+    if pool is None and req["enable_dhcp"]:
+        _check_dhcp(net)  # as Neutron, only for a cidr given outright: a pool's prefixes are the admin's choice
     gateway = _gateway(req, net, net.network_address + 1 if net.num_addresses > 2 else None)
     given = req.get("allocation_pools")
     pools = pools_of(given, net) if given is not None else default_pools(net, gateway)
@@ -270,6 +305,9 @@ def update(uow: UnitOfWork, subnet_id: str, req: Request, caller: Caller = ADMIN
     update_standard(subnet, req)
     current_gw = ipaddress.ip_address(subnet.gateway_ip) if subnet.gateway_ip else None
     gateway = _gateway(req, net, current_gw)
+    _check_gateway_free(uow, subnet, gateway)
+    if req.get("enable_dhcp") and not subnet.enable_dhcp:
+        _check_dhcp(net)
     current_pools = [
         (ipaddress.ip_address(p.first_ip), ipaddress.ip_address(p.last_ip)) for p in subnet.allocation_pools
     ]

@@ -131,12 +131,19 @@ class NautobotClient:
     """
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        verify: bool | str = True,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.http = httpx.Client(
             base_url=url.rstrip("/") + "/api/",
             headers={"Authorization": f"Token {token}", "Accept": "application/json"},
             timeout=timeout,
+            verify=verify,
             transport=transport,
         )
 
@@ -236,6 +243,10 @@ class NautobotClient:
             raise NotFound(f"no namespace {name!r}")
         return found
 
+    def create_namespace(self, name: str) -> JSON:
+        created: JSON = self._create("ipam/namespaces/", {"name": name})
+        return created
+
     def status_id(self, name: str = "Active") -> str:
         found = self._one("extras/statuses/", name=name)
         if found is None:
@@ -290,6 +301,23 @@ class NautobotClient:
         created: Prefix = self._create("ipam/prefixes/", body)
         return created
 
+    def prefixes(self, namespace_id: str, page_size: int = 1000, **filters: Any) -> Iterator[Prefix]:
+        """Every prefix of the namespace that ``filters`` select, page by page."""
+        yield from self.paginate("ipam/prefixes/", page_size, namespace=namespace_id, **filters)  # type: ignore[misc]
+
+    def update_prefix(self, prefix_id: str, **fields: Any) -> Prefix:
+        updated: Prefix = self._json(self.request("PATCH", f"ipam/prefixes/{prefix_id}/", body=fields))
+        return updated
+
+    def bulk_update_prefixes(self, changes: Sequence[JSON]) -> None:
+        """PATCH many prefixes in one request (each change names its ``id``)."""
+        if changes:
+            self.request("PATCH", "ipam/prefixes/", body=list(changes))
+
+    def bulk_delete_prefixes(self, prefix_ids: Sequence[str]) -> None:
+        if prefix_ids:
+            self.request("DELETE", "ipam/prefixes/", body=[{"id": i} for i in prefix_ids])
+
     def delete_prefix(self, prefix_id: str) -> None:
         """Delete a prefix; one still holding ip-addresses is refused (a NautobotError with status 409)."""
         self.request("DELETE", f"ipam/prefixes/{prefix_id}/")
@@ -340,6 +368,24 @@ class NautobotClient:
         """Create many ip-addresses in one request (each a body as for :meth:`create_ip`)."""
         created: list[IpAddress] = self._create("ipam/ip-addresses/", list(addresses))
         return created
+
+    def find_ip(self, prefix_id: str, host: str) -> IpAddress | None:
+        """The ip-address ``host`` whose parent is this prefix, or None."""
+        found = self._one("ipam/ip-addresses/", parent=prefix_id, address=host)
+        return found  # type: ignore[return-value]
+
+    def update_ip(self, ip_id: str, **fields: Any) -> IpAddress:
+        updated: IpAddress = self._json(self.request("PATCH", f"ipam/ip-addresses/{ip_id}/", body=fields))
+        return updated
+
+    def bulk_update_ips(self, changes: Sequence[JSON]) -> None:
+        """PATCH many ip-addresses in one request (each change names its ``id``)."""
+        if changes:
+            self.request("PATCH", "ipam/ip-addresses/", body=list(changes))
+
+    def ips(self, namespace_id: str, page_size: int = 1000, **filters: Any) -> Iterator[IpAddress]:
+        """Every ip-address of the namespace that ``filters`` select, page by page."""
+        yield from self.paginate("ipam/ip-addresses/", page_size, namespace=namespace_id, **filters)  # type: ignore[misc]
 
     def delete_ip(self, ip_id: str) -> None:
         self.request("DELETE", f"ipam/ip-addresses/{ip_id}/")

@@ -1,0 +1,82 @@
+"""An address change held open after it entered the IPAM gate, for tests of the fence against it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from pipam.db.engine import make_engine
+from pipam.db.transactions import Transaction
+from pipam.service.database import Database, UnitOfWork
+from pipam.testing import local
+
+
+class HeldChange:
+    """A port create through Pipam's own transaction runner, held open (in a thread) after it entered the
+    gate and allocated, until ``commit()``; not retried, so that its first outcome is seen."""
+
+    def __init__(self, db: Database, network_id: str) -> None:
+        self.db = db
+        self.network_id = network_id
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.port: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+        self.committed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.entered.wait(60), "the port create did not get through the gate"
+        assert self.error is None, self.error
+
+    def _run(self) -> None:
+        def create(tx: Transaction) -> None:
+            self.port = local.create(UnitOfWork(self.db, tx), "port", {"network_id": self.network_id})
+            self.entered.set()
+            self.go.wait(120)
+
+        try:
+            self.db.runner.run(create, retry=False)
+            self.committed = True
+        except BaseException as exc:
+            self.error = exc
+            self.entered.set()
+
+    def commit(self, timeout: float) -> bool:
+        """Let the transaction commit; False if it has not ended within ``timeout`` seconds."""
+        self.go.set()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def close(self) -> None:
+        self.go.set()
+        self.thread.join(60)
+
+
+def wait_until_blocked(url: str, thread: threading.Thread, timeout: float = 60) -> None:
+    """Wait until some transaction in the database of ``url`` waits for a lock (PostgreSQL, MariaDB),
+    and assert that ``thread`` is still running then: it is the one waiting. On SQLite, which has no
+    such view, give it a second."""
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name == "sqlite":
+            thread.join(1.0)
+        else:
+            # Only this database's sessions: the server may be shared with other test runs.
+            query = (
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND a.datname = current_database()"
+                if engine.dialect.name == "postgresql"
+                else "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
+                "ON p.id = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()"
+            )
+            deadline = time.monotonic() + timeout
+            with engine.connect() as conn:
+                while thread.is_alive() and not conn.execute(text(query)).scalar() and time.monotonic() < deadline:
+                    conn.rollback()
+                    time.sleep(0.05)
+    finally:
+        engine.dispose()
+    assert thread.is_alive(), "it went through instead of waiting"
