@@ -1,49 +1,123 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from pipam.config import load_settings
+from pipam.ipam.drivers.nautobot.client import NautobotClient
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
-from tests.conftest import reset
+from pipam.testing.local import LocalClient
+from tests.conftest import BACKENDS, reset
+from tests.databases import KINDS
 from tests.server import Server
 
 MAX_PAGE_SIZE = 100  # of the ``server`` fixture
 MAX_BULK = 50
 
-
-@pytest.fixture(scope="session", params=["builtin", "internal"])
-def api_backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+# The API cases on the Nautobot driver (issue 11): like the other Nautobot tests, slow (a real Nautobot) and
+# on the one xdist worker that runs the session's Nautobot.
+NAUTOBOT_MARKS = [pytest.mark.nautobot, pytest.mark.slow, pytest.mark.xdist_group("nautobot")]
 
 
 @pytest.fixture(scope="session")
-def server(schema_url: str, api_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    database = Database(load_settings(database_url=schema_url, ipam_driver=api_backend))
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Overrides tests/conftest.py's: parametrized below, together with ``api_backend``."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def api_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every database with builtin and internal; and, in modules that set ``NAUTOBOT = True``, the tests on
+    the ``server`` fixture also with the Nautobot driver, on SQLite only (the driver keeps no tables of its
+    own, so the database adds nothing there, while each case costs seconds of a real Nautobot)."""
+    names = metafunc.fixturenames
+    if "db_kind" in names and "api_backend" in names:
+        combos = [pytest.param(kind, backend, id=f"{kind}-{backend}") for kind in KINDS for backend in BACKENDS]
+        if getattr(metafunc.module, "NAUTOBOT", False) and "server" in names:
+            combos.append(pytest.param("sqlite", "nautobot", id="sqlite-nautobot", marks=NAUTOBOT_MARKS))
+        metafunc.parametrize(("db_kind", "api_backend"), combos, indirect=True, scope="session")
+    elif "db_kind" in names:
+        metafunc.parametrize("db_kind", KINDS, indirect=True, scope="session")
+    elif "api_backend" in names:
+        metafunc.parametrize("api_backend", BACKENDS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def api_nautobot(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The Nautobot driver's settings for the API cases: the session's Nautobot (``nautobot_server``, skipped
+    where it cannot run) and a namespace of their own, which ``api`` empties before each test."""
+    server = request.getfixturevalue("nautobot_server")
+    name = f"pipam-api-{uuid.uuid4().hex[:10]}"
+    with NautobotClient(server.url, server.token, timeout=60) as client:
+        client.create_namespace(name)
+    return {"url": server.url, "token": server.token, "namespace": name, "timeout": "30"}
+
+
+@pytest.fixture(scope="session")
+def api_drivers(api_backend: str, request: pytest.FixtureRequest) -> dict[str, dict[str, str]]:
+    """The ``drivers`` setting of the API servers (and of the tests' own look at their database)."""
+    return {"nautobot": request.getfixturevalue("api_nautobot")} if api_backend == "nautobot" else {}
+
+
+def api_database(url: str, backend: str, drivers: dict[str, Any]) -> Database:
+    return Database(load_settings(database_url=url, ipam_driver=backend, drivers=drivers))
+
+
+def empty_nautobot(table: dict[str, str]) -> None:
+    """Delete every ip-address and prefix of the API cases' namespace (all of them made by Pipam)."""
+    with NautobotClient(table["url"], table["token"], timeout=60) as client:
+        ns = client.namespace(table["namespace"])["id"]
+        client.bulk_delete_ips([ip["id"] for ip in client.ips(ns, exclude_m2m="true")])
+        client.bulk_delete_prefixes([p["id"] for p in client.prefixes(ns, exclude_m2m="true")])
+
+
+@pytest.fixture(scope="session")
+def server(
+    schema_url: str, api_backend: str, api_drivers: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    database = api_database(schema_url, api_backend, api_drivers)
     reset(database, api_backend)
     database.dispose()
+    driver_env = {
+        f"drivers__{driver}__{key}": value for driver, table in api_drivers.items() for key, value in table.items()
+    }
     srv = Server(
         schema_url,
         api_backend,
         tmp_path_factory.mktemp("log") / "serve.log",
         max_bulk=str(MAX_BULK),
         max_page_size=str(MAX_PAGE_SIZE),
+        **driver_env,
     )
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def api(server: Server, schema_url: str, api_backend: str) -> Iterator[httpx.Client]:
-    database = Database(load_settings(database_url=schema_url, ipam_driver=api_backend))
+def api(
+    server: Server, schema_url: str, api_backend: str, api_drivers: dict[str, dict[str, str]]
+) -> Iterator[httpx.Client]:
+    database = api_database(schema_url, api_backend, api_drivers)
     reset(database, api_backend)
-    database.dispose()
+    if "nautobot" in api_drivers:
+        empty_nautobot(api_drivers["nautobot"])
     with httpx.Client(base_url=server.base, timeout=30) as client:
         yield client
+    if api_backend == "nautobot":
+        # What each test did through the API is in Nautobot exactly (refused requests left nothing there).
+        result = LocalClient(database).verify()
+        assert result.clean, result
+    database.dispose()
 
 
 ADMIN_TOKEN = "admin-tok"
