@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -38,18 +39,22 @@ def api_backend(request: pytest.FixtureRequest) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every database with builtin and internal; and, in modules that set ``NAUTOBOT = True``, the tests on
-    the ``server`` fixture also with the Nautobot driver, on SQLite only (the driver keeps no tables of its
-    own, so the database adds nothing there, while each case costs seconds of a real Nautobot)."""
+    the ``server`` or ``guarded_server`` fixture also with the Nautobot driver, on SQLite only (the driver
+    keeps no tables of its own, so the database adds nothing there, while each case costs seconds of a real
+    Nautobot)."""
     names = metafunc.fixturenames
     if "db_kind" in names and "api_backend" in names:
         combos = [pytest.param(kind, backend, id=f"{kind}-{backend}") for kind in KINDS for backend in BACKENDS]
-        if getattr(metafunc.module, "NAUTOBOT", False) and "server" in names:
+        if getattr(metafunc.module, "NAUTOBOT", False) and ("server" in names or "guarded_server" in names):
             combos.append(pytest.param("sqlite", "nautobot", id="sqlite-nautobot", marks=NAUTOBOT_MARKS))
         metafunc.parametrize(("db_kind", "api_backend"), combos, indirect=True, scope="session")
     elif "db_kind" in names:
         metafunc.parametrize("db_kind", KINDS, indirect=True, scope="session")
     elif "api_backend" in names:
-        metafunc.parametrize("api_backend", BACKENDS, indirect=True, scope="session")
+        backends: list[Any] = list(BACKENDS)
+        if getattr(metafunc.module, "NAUTOBOT", False) and "guarded_server" in names:
+            backends.append(pytest.param("nautobot", marks=NAUTOBOT_MARKS))
+        metafunc.parametrize("api_backend", backends, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +86,28 @@ def empty_nautobot(table: dict[str, str]) -> None:
         client.bulk_delete_prefixes([p["id"] for p in client.prefixes(ns, exclude_m2m="true")])
 
 
+def driver_env(drivers: dict[str, dict[str, str]]) -> dict[str, str]:
+    """``drivers`` as the ``Server`` settings that become ``PIPAM_DRIVERS__<DRIVER>__<KEY>``."""
+    return {f"drivers__{driver}__{key}": value for driver, table in drivers.items() for key, value in table.items()}
+
+
+@contextlib.contextmanager
+def emptied(url: str, backend: str, drivers: dict[str, dict[str, str]]) -> Iterator[None]:
+    """One test on an emptied database (and Nautobot namespace); on Nautobot, checked afterwards that what
+    the test did through the API is in Nautobot exactly (refused requests left nothing there)."""
+    database = api_database(url, backend, drivers)
+    try:
+        reset(database, backend)
+        if "nautobot" in drivers:
+            empty_nautobot(drivers["nautobot"])
+        yield
+        if backend == "nautobot":
+            result = LocalClient(database).verify()
+            assert result.clean, result
+    finally:
+        database.dispose()
+
+
 @pytest.fixture(scope="session")
 def server(
     schema_url: str, api_backend: str, api_drivers: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
@@ -88,16 +115,13 @@ def server(
     database = api_database(schema_url, api_backend, api_drivers)
     reset(database, api_backend)
     database.dispose()
-    driver_env = {
-        f"drivers__{driver}__{key}": value for driver, table in api_drivers.items() for key, value in table.items()
-    }
     srv = Server(
         schema_url,
         api_backend,
         tmp_path_factory.mktemp("log") / "serve.log",
         max_bulk=str(MAX_BULK),
         max_page_size=str(MAX_PAGE_SIZE),
-        **driver_env,
+        **driver_env(api_drivers),
     )
     yield srv
     srv.stop()
@@ -107,17 +131,8 @@ def server(
 def api(
     server: Server, schema_url: str, api_backend: str, api_drivers: dict[str, dict[str, str]]
 ) -> Iterator[httpx.Client]:
-    database = api_database(schema_url, api_backend, api_drivers)
-    reset(database, api_backend)
-    if "nautobot" in api_drivers:
-        empty_nautobot(api_drivers["nautobot"])
-    with httpx.Client(base_url=server.base, timeout=30) as client:
+    with emptied(schema_url, api_backend, api_drivers), httpx.Client(base_url=server.base, timeout=30) as client:
         yield client
-    if api_backend == "nautobot":
-        # What each test did through the API is in Nautobot exactly (refused requests left nothing there).
-        result = LocalClient(database).verify()
-        assert result.clean, result
-    database.dispose()
 
 
 ADMIN_TOKEN = "admin-tok"
@@ -126,16 +141,23 @@ PHYSNET_MTU = 9000
 
 
 @pytest.fixture(scope="session")
-def guarded_url(api_backend: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+def guarded_url(
+    api_backend: str, api_drivers: dict[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('guarded')}/guarded.db"
-    database = Database(load_settings(database_url=url, ipam_driver=api_backend))
+    database = api_database(url, api_backend, api_drivers)
     upgrade_database(database.engine, api_backend)
     database.dispose()
     return url
 
 
 @pytest.fixture(scope="session")
-def guarded_server(guarded_url: str, api_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def guarded_server(
+    guarded_url: str,
+    api_backend: str,
+    api_drivers: dict[str, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
     """A server (SQLite) with an admin token, two project tokens and a jumbo-frame physical network."""
     srv = Server(
         guarded_url,
@@ -144,22 +166,23 @@ def guarded_server(guarded_url: str, api_backend: str, tmp_path_factory: pytest.
         api_token=ADMIN_TOKEN,
         project_tokens=json.dumps(PROJECT_TOKENS),
         global_physnet_mtu=str(PHYSNET_MTU),
+        **driver_env(api_drivers),
     )
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def clients(guarded_server: Server, guarded_url: str, api_backend: str) -> Iterator[dict[str, httpx.Client]]:
+def clients(
+    guarded_server: Server, guarded_url: str, api_backend: str, api_drivers: dict[str, dict[str, str]]
+) -> Iterator[dict[str, httpx.Client]]:
     """admin, a (project proj-a) and b (project proj-b), on an emptied database."""
-    database = Database(load_settings(database_url=guarded_url, ipam_driver=api_backend))
-    reset(database, api_backend)
-    database.dispose()
     tokens = {"admin": ADMIN_TOKEN, "a": "tok-a", "b": "tok-b"}
     made = {
         who: httpx.Client(base_url=guarded_server.base, headers={"X-Auth-Token": tok}, timeout=30)
         for who, tok in tokens.items()
     }
-    yield made
+    with emptied(guarded_url, api_backend, api_drivers):
+        yield made
     for c in made.values():
         c.close()
