@@ -16,6 +16,7 @@ from pipam.service.database import Database
 from pipam.testing.local import LocalClient
 from tests.conftest import BACKENDS, reset
 from tests.databases import KINDS
+from tests.nautobot_server import NautobotServer
 from tests.server import Server
 
 MAX_PAGE_SIZE = 100  # of the ``server`` fixture
@@ -61,8 +62,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def api_nautobot(request: pytest.FixtureRequest) -> dict[str, str]:
     """The Nautobot driver's settings for the API cases: the session's Nautobot (``nautobot_server``, skipped
     where it cannot run) and a namespace of their own, which ``api`` empties before each test."""
-    server = request.getfixturevalue("nautobot_server")
-    name = f"pipam-api-{uuid.uuid4().hex[:10]}"
+    return nautobot_settings(request.getfixturevalue("nautobot_server"), "api")
+
+
+def nautobot_settings(server: NautobotServer, what: str) -> dict[str, str]:
+    """The driver's settings for a new namespace of the session's Nautobot."""
+    name = f"pipam-{what}-{uuid.uuid4().hex[:10]}"
     with NautobotClient(server.url, server.token, timeout=60) as client:
         client.create_namespace(name)
     return {"url": server.url, "token": server.token, "namespace": name, "timeout": "30"}
