@@ -6,6 +6,9 @@ import uuid
 
 from tests.api.wire import err, mk, ok
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def scope(api, **body):  # type: ignore[no-untyped-def]
     return ok(api.post("/v2.0/address-scopes", json={"address_scope": {"name": "s", **body}}), 201)["address_scope"]

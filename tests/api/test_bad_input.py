@@ -12,6 +12,9 @@ from tests.api.wire import err, mk, ok
 
 NUL = "a\x00b"
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def test_nul_in_bodies_filters_and_paths_is_400(api):
     """PostgreSQL cannot store or even compare a NUL character: refused before any query, everywhere."""

@@ -13,6 +13,9 @@ import pytest
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 @pytest.fixture
 def conn(api, server):

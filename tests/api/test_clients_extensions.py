@@ -8,6 +8,9 @@ import pytest
 
 from tests.api.test_clients import cli_json, openstack_cli, run_cli
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 @pytest.fixture
 def conn(api, server):  # type: ignore[no-untyped-def]

@@ -33,6 +33,9 @@ NEUTRON = {
     "tag-ports-during-bulk-creation": ("Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
 }
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def test_extensions_are_neutrons_and_documented(api):
     listed = {e["alias"]: e for e in ok(api.get("/v2.0/extensions"))["extensions"]}

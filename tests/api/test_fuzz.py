@@ -17,26 +17,35 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipam.config import load_settings
 from pipam.service.attributes import Resource
 from pipam.service.bootstrap import upgrade_database
-from pipam.service.database import Database
 from pipam.service.resources import discover
+from tests.api.conftest import NAUTOBOT_MARKS, api_database, driver_env, nautobot_settings
 from tests.databases import fresh_url
 from tests.server import Server
 
 # Each backend once, and each database once (the database decides what input can hurt it).
-SETUPS = [("sqlite", "builtin"), ("sqlite", "internal"), ("postgresql", "internal"), ("mariadb", "builtin")]
+# And the Nautobot driver, whose answers from a real Nautobot must become 4xx too.
+SETUPS = [
+    pytest.param(("sqlite", "builtin"), id="sqlite-builtin"),
+    pytest.param(("sqlite", "internal"), id="sqlite-internal"),
+    pytest.param(("postgresql", "internal"), id="postgresql-internal"),
+    pytest.param(("mariadb", "builtin"), id="mariadb-builtin"),
+    pytest.param(("sqlite", "nautobot"), id="sqlite-nautobot", marks=NAUTOBOT_MARKS),
+]
 DEFINITIONS: dict[str, Resource] = {f"/v2.0/{m.DEFINITION.collection_path}": m.DEFINITION for m in discover()}
 
 pytestmark = pytest.mark.slow  # a minute or more per setup: every operation, many examples each
 
 
-@pytest.fixture(scope="module", params=SETUPS, ids=[f"{d}-{b}" for d, b in SETUPS])
+@pytest.fixture(scope="module", params=SETUPS)
 def fuzz_server(request, tmp_path_factory) -> Iterator[Server]:
     kind, backend = request.param
     url = fresh_url(kind, str(tmp_path_factory.mktemp("fuzz")), "fuzz")
-    database = Database(load_settings(database_url=url, ipam_driver=backend))
+    drivers = {}
+    if backend == "nautobot":  # a namespace of its own in the session's Nautobot
+        drivers["nautobot"] = nautobot_settings(request.getfixturevalue("nautobot_server"), "fuzz")
+    database = api_database(url, backend, drivers)
     upgrade_database(database.engine, backend)
 
     # Real resources for the generated requests to collide with.
@@ -53,7 +62,7 @@ def fuzz_server(request, tmp_path_factory) -> Iterator[Server]:
     subnet(database, net(database, name="no-gateway")["id"], "10.1.0.0/24", gateway_ip=None)
     subnet(database, net(database, name="pooled")["id"], subnetpool_id=p["id"], prefixlen=24, ip_version=4)
     database.dispose()
-    srv = Server(url, backend, tmp_path_factory.mktemp("fuzzlog") / "serve.log", max_bulk="20")
+    srv = Server(url, backend, tmp_path_factory.mktemp("fuzzlog") / "serve.log", max_bulk="20", **driver_env(drivers))
     yield srv
     srv.stop()
 

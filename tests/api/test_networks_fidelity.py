@@ -7,6 +7,9 @@ import pytest
 
 from tests.api.wire import err, mk, ok
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def test_router_external(api):
     plain = mk(api, "network", name="plain")

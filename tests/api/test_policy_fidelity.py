@@ -8,6 +8,9 @@ import pytest
 from tests.api.conftest import PHYSNET_MTU
 from tests.api.wire import err, ok
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def made(resp, singular):  # type: ignore[no-untyped-def]
     return ok(resp, 201)[singular]

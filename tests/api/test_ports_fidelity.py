@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import netaddr
 
-from pipam.config import load_settings
-from pipam.service.database import Database
 from pipam.testing.local import LocalClient
+from tests.api.conftest import api_database
 from tests.api.wire import err, mk, ok
+
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
 
 
 def eui64(prefix: str, mac: str) -> str:
     return str(netaddr.EUI(mac).ipv6(netaddr.IPNetwork(prefix).first))
 
 
-def verify_clean(schema_url: str, backend: str) -> None:
+def verify_clean(schema_url: str, backend: str, drivers: dict[str, Any]) -> None:
     """The active backend still agrees with the core tables (address changes went through the engine)."""
-    db = Database(load_settings(database_url=schema_url, ipam_driver=backend))
+    db = api_database(schema_url, backend, drivers)
     try:
         result = LocalClient(db).verify()
         assert result.clean, result
@@ -26,7 +29,7 @@ def verify_clean(schema_url: str, backend: str) -> None:
         db.dispose()
 
 
-def test_admin_changes_a_mac_and_its_eui64_address_follows(api, schema_url, api_backend):
+def test_admin_changes_a_mac_and_its_eui64_address_follows(api, schema_url, api_backend, api_drivers):
     net = mk(api, "network", name="n")
     v4 = mk(api, "subnet", network_id=net["id"], ip_version=4, cidr="10.0.0.0/24")
     slaac = mk(
@@ -54,7 +57,7 @@ def test_admin_changes_a_mac_and_its_eui64_address_follows(api, schema_url, api_
     # The old EUI-64 address is free again: another port may take that MAC and that address.
     other = mk(api, "port", network_id=net["id"], mac_address=new_mac)
     assert eui64("2001:db8::/64", new_mac) in [f["ip_address"] for f in other["fixed_ips"]]
-    verify_clean(schema_url, api_backend)
+    verify_clean(schema_url, api_backend, api_drivers)
 
 
 def test_mac_change_refusals(api):

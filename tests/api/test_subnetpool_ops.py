@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from tests.api.wire import err, mk, ok
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def pool(api, prefixes, **body):  # type: ignore[no-untyped-def]
     return mk(api, "subnetpool", name="p", prefixes=prefixes, **body)

@@ -6,6 +6,9 @@ import pytest
 
 from tests.api.wire import err, mk, ok
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def resource(api, plural):  # type: ignore[no-untyped-def]
     if plural == "networks":

@@ -6,6 +6,9 @@ import pytest
 
 from tests.api.wire import err, mk, ok
 
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
 
 def test_version_discovery_uses_request_host(api):
     body = ok(api.get("/", headers={"Host": "ipam.example:9696"}))

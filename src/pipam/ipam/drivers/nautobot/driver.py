@@ -44,6 +44,7 @@ from pipam.errors import (
     ExternalIpamError,
     ExternalIpamUnavailable,
     ExternalPrefixInUse,
+    InvalidInput,
     InvalidIpForSubnet,
     IpAddressAlreadyAllocated,
     IpAddressGenerationFailure,
@@ -470,8 +471,24 @@ class NautobotDriver:
             raise IpamSubnetNotFound(subnet_id, self.name)
         return NautobotSubnet(self, subnet_id, prefix)
 
+    def _refuse_overlap(self, subnet_id: str, cidr: Any) -> None:
+        """Nautobot keeps one ip-address per host in a namespace (whichever prefix it is filed under), so
+        subnets of different networks that overlap could not each hold the same address as Neutron lets
+        them (allow_overlapping_ips): refused as Neutron refuses them when that is off."""
+        network = ipaddress.ip_network(str(cidr))
+        rows = self.session.execute(
+            select(Subnet.cidr).where(Subnet.id != subnet_id, Subnet.ip_version == network.version)
+        ).scalars()
+        if any(ipaddress.ip_network(other).overlaps(network) for other in rows):
+            core = self.session.get(Subnet, subnet_id)
+            raise InvalidInput(
+                f"Invalid input for operation: Requested subnet with cidr: {network} for network: "
+                f"{core.network_id if core else None} overlaps with another subnet."
+            )
+
     @_translated
     def allocate_subnet(self, request: SpecificSubnetRequest) -> NautobotSubnet:
+        self._refuse_overlap(request.subnet_id, request.cidr)
         prefix = self._claim(request.subnet_id, str(request.cidr), format_pools(request.allocation_pools))
         return NautobotSubnet(self, request.subnet_id, prefix)
 
