@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pipam.api.errors import status_of
 from pipam.errors import PipamError
+from pipam.migration.progress import Silent
 from pipam.service.database import Database
 from pipam.testing.local import LocalClient
 
@@ -70,3 +72,23 @@ def error_of(fn) -> Refused:  # type: ignore[no-untyped-def]
     with pytest.raises(PipamError) as info:
         fn()
     return Refused(info.value)
+
+
+class AtCheckpoint(Silent):
+    """A migration observer that runs ``action`` when the run reports the checkpoint ``point``."""
+
+    def __init__(self, point: str, action: Callable[[], None]) -> None:
+        self.point, self.action = point, action
+
+    def checkpoint(self, name: str) -> None:
+        if name == self.point:
+            self.action()
+
+
+def interrupt() -> None:
+    """What an operator's Ctrl-C does to a run."""
+    raise KeyboardInterrupt
+
+
+def stop_at(point: str) -> AtCheckpoint:
+    return AtCheckpoint(point, interrupt)

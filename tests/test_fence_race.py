@@ -26,28 +26,10 @@ from pipam.migration.runner import Migrator, Options
 from pipam.service.database import Database, UnitOfWork
 from pipam.testing import local
 from tests import dataset
+from tests.helpers import AtCheckpoint
 from tests.test_migration import OTHER, as_driver, cli_json
 
 GIVE_UP = 120.0  # seconds: only a hung test ends here; nothing is asserted about time
-
-
-class AtCheckpoint:
-    """A migration observer that runs ``action`` once, at a named checkpoint."""
-
-    def __init__(self, point: str, action: Any) -> None:
-        self.point, self.action = point, action
-
-    def phase(self, name: str, total: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-    def note(self, message: str) -> None: ...
-
-    def close(self) -> None: ...
-
-    def checkpoint(self, name: str) -> None:
-        if name == self.point:
-            self.action()
 
 
 def lock_waiters(db: Database) -> int:

@@ -24,7 +24,7 @@ from pipam.service.database import Database
 from pipam.testing.local import LocalClient, active_driver
 from tests import corrupt
 from tests.corrupt import ip
-from tests.helpers import error_of, net, port, subnet
+from tests.helpers import error_of, net, port, stop_at, subnet
 
 runner = CliRunner()
 OTHER = {"builtin": "internal", "internal": "builtin"}
@@ -275,26 +275,12 @@ def test_repair_refusals_and_the_fence(db, schema_url, backend):
     # Never during a migration (its journal and fence are its own).
     broken.case.corrupt(db.engine, backend, broken.subnet_id)
     with pytest.raises(KeyboardInterrupt):
-        Migrator(db.engine, db.settings, StopAt("after-start")).run(Options(target=OTHER[backend]))
+        Migrator(db.engine, db.settings, stop_at("after-start")).run(Options(target=OTHER[backend]))
     code, out = cli(schema_url, backend, "ipam", "repair", "--backend", backend, "--yes")
     assert code == 1 and "in progress" in out
 
 
 # --- migration --------------------------------------------------------------------------------
-
-
-class StopAt:
-    def __init__(self, point: str) -> None:
-        self.point = point
-
-    def phase(self, name: str, total: int) -> None: ...
-    def advance(self, n: int) -> None: ...
-    def note(self, message: str) -> None: ...
-    def close(self) -> None: ...
-
-    def checkpoint(self, name: str) -> None:
-        if name == self.point:
-            raise KeyboardInterrupt
 
 
 class Act:

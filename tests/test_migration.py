@@ -29,7 +29,7 @@ from pipam.service.database import Database
 from pipam.testing import local
 from tests import dataset
 from tests.held_change import HeldChange, wait_until_blocked
-from tests.helpers import error_of, net, port, subnet
+from tests.helpers import error_of, net, port, stop_at, subnet
 
 runner = CliRunner()
 OTHER = {"builtin": "internal", "internal": "builtin"}
@@ -217,28 +217,9 @@ def test_verify_lists_every_difference(db, schema_url, backend):
     new.dispose()
 
 
-class StopAt:
-    """An observer that interrupts the run at a named checkpoint, as an operator's Ctrl-C would."""
-
-    def __init__(self, point: str) -> None:
-        self.point = point
-
-    def phase(self, name: str, total: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
-
-    def note(self, message: str) -> None: ...
-
-    def close(self) -> None: ...
-
-    def checkpoint(self, name: str) -> None:
-        if name == self.point:
-            raise KeyboardInterrupt
-
-
 def test_interrupt_lifts_the_fence_and_abort_keeps_the_old_backend(db, schema_url, backend):
     dataset.build(db, 30)
-    migrator = Migrator(db.engine, db.settings, StopAt("after-fence"))
+    migrator = Migrator(db.engine, db.settings, stop_at("after-fence"))
     with pytest.raises(KeyboardInterrupt):
         migrator.run(Options(target=OTHER[backend]))
     db.run(lambda u: u.addresses.driver)  # the fence came down with the interrupted run
