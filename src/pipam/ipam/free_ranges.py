@@ -135,6 +135,47 @@ class RangeStore:
             claims.lost += 1
         raise RetryTransaction("free-range claims kept losing races")
 
+    def take_many(
+        self, session: Session, owner_id: str, lo: int, hi: int, count: int, lowest: bool = False
+    ) -> list[int]:
+        """Claim ``count`` free addresses, a contiguous run of each range at a time: from a random point
+        (``lowest``: from the smallest) upwards, wrapping around to the lowest range.
+
+        Answers exactly ``count`` values, or [] when fewer are free: a bulk request is all or none, and
+        its caller may go on to another subnet in the same transaction, so what this call took is given
+        back first.
+        """
+        taken: list[int] = []
+        runs: list[tuple[str, int, int]] = []  # (pool, first, last) of each claimed run, to give back
+        point = None if lowest else _rng.randint(lo, hi)
+        lost = 0
+        while len(taken) < count:
+            rng = None
+            if point is not None:
+                rng = self._row(session, self._at_or_after, owner=owner_id, key=to_key(point))
+                if rng is None:  # nothing at or after the point: wrap around to the lowest range
+                    point = None
+            if rng is None:
+                rng = self._row(session, self._lowest, owner=owner_id)
+            if rng is None:
+                self._give_back_runs(session, owner_id, runs)
+                return []
+            first = rng.first if point is None else max(point, rng.first)
+            last = min(rng.last, first + count - len(taken) - 1)
+            if not rng.first <= first <= last <= rng.last:
+                raise AssertionError(f"free-range claim {first}-{last} outside {rng}")
+            if not self._claim(session, owner_id, rng, first, last):
+                claims.lost += 1
+                lost += 1
+                if lost >= CLAIM_ATTEMPTS:
+                    raise RetryTransaction("free-range claims kept losing races")
+                continue
+            runs.append((rng.pool_id, first, last))
+            taken.extend(range(first, last + 1))
+            if point is not None:
+                point = last + 1  # the next range up; below the first point comes after the wrap
+        return taken
+
     def take_specific(self, session: Session, owner_id: str, value: int) -> bool:
         """Claim ``value`` if it is free; False when no free range holds it."""
         key = to_key(value)
@@ -147,18 +188,21 @@ class RangeStore:
             claims.lost += 1
         raise RetryTransaction("free-range claims kept losing races")
 
-    def _claim(self, session: Session, owner_id: str, rng: _Range, value: int) -> bool:
-        """Remove ``value`` from ``rng`` if the row is still exactly as read (compare-and-swap)."""
+    def _claim(self, session: Session, owner_id: str, rng: _Range, first: int, last: int | None = None) -> bool:
+        """Remove ``first``..``last`` (one value when ``last`` is None) from ``rng`` if the row is still
+        exactly as read (compare-and-swap): one guarded statement, and an insert of the part above the
+        run when the run lies inside the range."""
+        last = first if last is None else last
         conn = session.connection()
         guard = {"rid": rng.id, "old_first": to_key(rng.first), "old_last": to_key(rng.last)}
-        if rng.first == rng.last:
+        if first == rng.first and last == rng.last:
             return conn.execute(self._drop, guard).rowcount == 1
-        if value == rng.first:
-            return conn.execute(self._move_first, {**guard, "new_key": to_key(value + 1)}).rowcount == 1
-        if conn.execute(self._move_last, {**guard, "new_key": to_key(value - 1)}).rowcount != 1:
+        if first == rng.first:
+            return conn.execute(self._move_first, {**guard, "new_key": to_key(last + 1)}).rowcount == 1
+        if conn.execute(self._move_last, {**guard, "new_key": to_key(first - 1)}).rowcount != 1:
             return False
-        if value < rng.last:
-            self._insert(session, [(owner_id, rng.pool_id, value + 1, rng.last)])
+        if last < rng.last:
+            self._insert(session, [(owner_id, rng.pool_id, last + 1, rng.last)])
         return True
 
     # --- giving back ---------------------------------------------------------------------------
@@ -172,6 +216,17 @@ class RangeStore:
         if conn.execute(self._grow_right, {**params, "edge": to_key(value + 1)}).rowcount == 1:
             return
         self._insert(session, [(owner_id, pool_id, value, value)])
+
+    def _give_back_runs(self, session: Session, owner_id: str, runs: list[tuple[str, int, int]]) -> None:
+        """Return runs this transaction claimed, each joined to a neighbouring range when there is one."""
+        conn = session.connection()
+        for pool_id, first, last in reversed(runs):
+            params = {"owner": owner_id, "pool": pool_id}
+            if conn.execute(self._grow_left, {**params, "edge": to_key(first - 1), "new_key": to_key(last)}).rowcount:
+                continue
+            if conn.execute(self._grow_right, {**params, "edge": to_key(last + 1), "new_key": to_key(first)}).rowcount:
+                continue
+            self._insert(session, [(owner_id, pool_id, first, last)])
 
     # --- bulk ----------------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class RangeSubnet:
         if isinstance(request, AnyAddressRequest | PreferNextAddressRequest):
             return [self._allocate_any(lowest=isinstance(request, PreferNextAddressRequest))]
         if isinstance(request, BulkAddressRequest):
-            return [self._allocate_any(lowest=False) for _ in range(request.count)]
+            return self._allocate_many(request.count)
         raise IpamUnsupportedRequest(f"unsupported address request {request!r}")
 
     def _allocate_any(self, lowest: bool) -> str:
@@ -88,6 +88,21 @@ class RangeSubnet:
         ip = self._ip(value)
         self.ledger.record(self.session, [ip])
         return ip
+
+    def _allocate_many(self, count: int) -> list[str]:
+        """``count`` addresses claimed in runs (a few statements, not one claim each), all or none."""
+        if count <= 0:
+            return []
+        if not self.pools:
+            raise IpAddressGenerationFailure(self.subnet_id)
+        lo = min(p.first for p in self.pools)
+        hi = max(p.last for p in self.pools)
+        values = self.ranges.take_many(self.session, self.owner_id, lo, hi, count)
+        if len(values) < count:  # take_many gave back what it took: nothing stays claimed
+            raise IpAddressGenerationFailure(self.subnet_id)
+        ips = [self._ip(v) for v in values]
+        self.ledger.record(self.session, ips)
+        return ips
 
     def _allocate_specific(self, value: int) -> str:
         ip = self._ip(value)
