@@ -17,6 +17,8 @@ Rules a driver may rely on (the allocation engine, ``pipam.service.allocation``,
   it after the call returns (the core table's primary key is the last guard against a duplicate).
   ``IpamSubnet.deallocate`` is called only after the engine deleted the core row, and only by the
   transaction that deleted it, so a driver never gives an address back twice.
+- A bulk request of many ports (``BulkAddressRequest.holders``) is one call; the engine inserts the
+  core rows of all its addresses after it returns, in one statement.
 - A request names its addresses first: specific and automatic (EUI-64) requests of one port are
   allocated before "any address" requests, so a random choice never takes an address the same
   request names.
@@ -78,9 +80,17 @@ class AutomaticAddressRequest:
 
 @dataclass(frozen=True)
 class BulkAddressRequest:
-    """``count`` addresses at once, all or none."""
+    """``count`` addresses at once (any free ones), all or none: when fewer are free, the driver raises
+    IpAddressGenerationFailure and holds none of them (the engine may then try another subnet in the
+    same transaction).
+
+    ``holders``: empty, or one port id per address (the engine's bulk port create asks for one address
+    for each of many ports). A driver that records who holds an address records ``holders[i]`` for the
+    i-th address it answers, and ``DriverContext.holder`` when ``holders`` is empty.
+    """
 
     count: int
+    holders: tuple[str, ...] = ()
 
 
 AddressRequest = (

@@ -109,6 +109,18 @@ class ExternalSubnet:
                 offset -= b - a + 1
         raise IpAddressGenerationFailure(self.subnet_id)
 
+    def _many(self, count: int) -> list[str]:
+        """All or none: a failed bulk gives back what it took (the engine may try another subnet)."""
+        got: list[str] = []
+        try:
+            for _ in range(count):
+                got.append(self._any())
+        except IpAddressGenerationFailure:
+            for ip in got:
+                self.deallocate(ip)
+            raise
+        return got
+
     def allocate(self, request) -> list[str]:  # type: ignore[no-untyped-def]
         if isinstance(request, SpecificAddressRequest | AutomaticAddressRequest):
             addr = (
@@ -128,7 +140,7 @@ class ExternalSubnet:
         if isinstance(request, AnyAddressRequest):
             return [self._any()]
         if isinstance(request, BulkAddressRequest):
-            return [self._any() for _ in range(request.count)]
+            return self._many(request.count)
         raise TypeError(request)
 
     def reconcile(self, address: str, allocated: bool) -> None:

@@ -19,6 +19,7 @@ from pipam.errors import (
     IpAddressGenerationFailure,
     MacAddressGenerationFailure,
     MacAddressInUse,
+    PipamError,
     PortNotFound,
     UnsupportedPortDeviceOwner,
 )
@@ -173,26 +174,42 @@ def _wanted(
     return wanted
 
 
-def _default_allocations(uow: UnitOfWork, port: Port) -> None:
-    """No fixed_ips given: one IPv4, one stateful IPv6 address, and every automatic (SLAAC) one."""
-    on_network = _subnets_on(uow, port.network_id)
-    engine = uow.addresses
+def _default_subnets(on_network: list[Subnet]) -> tuple[list[Subnet], list[Subnet], list[Subnet]]:
+    """Where a port without fixed_ips takes its addresses: one any-address from the first IPv4 subnet
+    with room, one from the first stateful IPv6 one with room, and one from every automatic (SLAAC) one."""
     v4 = [s for s in on_network if s.ip_version == 4]
     v6_stateful = [s for s in on_network if s.ip_version == 6 and not is_auto_address(s)]
-    for group in (v4, v6_stateful):
-        for i, subnet in enumerate(group):
-            try:
-                engine.allocate(
-                    port.id, port.network_id, [Wanted(subnet, address_request(subnet, None, port.mac_address))]
-                )
-                break
-            except IpAddressGenerationFailure:
-                if i == len(group) - 1:
-                    raise
+    auto = [s for s in on_network if is_auto_address(s)]
+    return v4, v6_stateful, auto
+
+
+def _first_with_room(uow: UnitOfWork, port: Port, group: list[Subnet]) -> None:
+    """An any-address from the first subnet of ``group`` that has one (none when the group is empty)."""
+    for i, subnet in enumerate(group):
+        try:
+            uow.addresses.allocate(
+                port.id, port.network_id, [Wanted(subnet, address_request(subnet, None, port.mac_address))]
+            )
+            return
+        except IpAddressGenerationFailure:
+            if i == len(group) - 1:
+                raise
+
+
+def _automatic(uow: UnitOfWork, port: Port, auto: list[Subnet]) -> None:
+    """The port's EUI-64 address on every automatic subnet (a router port takes none)."""
     if not _is_router(port.device_owner):
-        auto = [Wanted(s, address_request(s, None, port.mac_address)) for s in on_network if is_auto_address(s)]
-        if auto:
-            engine.allocate(port.id, port.network_id, auto)
+        wanted = [Wanted(s, address_request(s, None, port.mac_address)) for s in auto]
+        if wanted:
+            uow.addresses.allocate(port.id, port.network_id, wanted)
+
+
+def _default_allocations(uow: UnitOfWork, port: Port) -> None:
+    """No fixed_ips given: one IPv4, one stateful IPv6 address, and every automatic (SLAAC) one."""
+    v4, v6_stateful, auto = _default_subnets(_subnets_on(uow, port.network_id))
+    for group in (v4, v6_stateful):
+        _first_with_room(uow, port, group)
+    _automatic(uow, port, auto)
 
 
 def _mac_in_use(uow: UnitOfWork, network_id: str, mac: str) -> bool:
@@ -235,7 +252,9 @@ def _change_mac(uow: UnitOfWork, port: Port, wanted: str | None, device_owner: s
         uow.session.expire(port, ["fixed_ips"])
 
 
-def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
+def _new_port(uow: UnitOfWork, req: Request, caller: Caller) -> tuple[Port, list[Wanted] | None]:
+    """The port's row, checked and written (no address yet), and the addresses its fixed_ips ask for
+    (None: none given, the default allocations apply)."""
     network = networks.get(uow, req["network_id"], caller)
     port = Port()
     new_standard(port, req, caller)
@@ -252,6 +271,11 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
         wanted = _wanted(uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller)
     uow.session.add(port)
     uow.session.flush()
+    return port, wanted
+
+
+def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
+    port, wanted = _new_port(uow, req, caller)
     if wanted is None:
         _default_allocations(uow, port)
     elif wanted:
@@ -259,6 +283,93 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
     # The addresses went in as Core rows: read them on first access (one statement, not a refresh's two).
     uow.session.expire(port, ["fixed_ips"])
     return port
+
+
+def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) -> list[Port]:
+    """A bulk create: what ``create`` of each request in turn gives (addresses, errors, all or nothing),
+    but the any-addresses of the ports without fixed_ips are claimed a batch per subnet, not one by one."""
+    made: list[Port] = []
+    pending: list[Port] = []  # written, default allocations not done yet
+    for req in reqs:
+        if req.get("fixed_ips") is not None:
+            # One by one, the earlier ports would hold their addresses before this one asks for its own.
+            _default_allocations_each(uow, pending)
+            pending = []
+            made.append(create(uow, req, caller))
+            continue
+        try:
+            port, _ = _new_port(uow, req, caller)
+        except PipamError:
+            _default_allocations_each(uow, pending)  # one by one, an earlier port's failure came first
+            raise
+        pending.append(port)
+        made.append(port)
+    _default_allocations_each(uow, pending)
+    for port in made:
+        uow.session.expire(port, ["fixed_ips"])
+    return made
+
+
+def _default_allocations_each(uow: UnitOfWork, ports: list[Port]) -> None:
+    """``_default_allocations`` of each port, with the same outcome as one port after the other (the
+    first failing port's error), but one batch per (network, subnet) for the any-addresses.
+
+    The IPv4, stateful IPv6 and automatic subnets of a network are disjoint, so each kind is done for
+    all ports before the next: whether a port's allocation fails depends only on the ports before it.
+    """
+    plans: dict[str, tuple[list[Subnet], list[Subnet], list[Subnet]]] = {}
+    for port in ports:
+        if port.network_id not in plans:
+            plans[port.network_id] = _default_subnets(_subnets_on(uow, port.network_id))
+    failures: list[tuple[int, int, PipamError]] = []  # (port's place, kind, error)
+    for kind in (0, 1):
+        batches: dict[str, list[tuple[int, Port]]] = {}  # by the first candidate subnet
+        for place, port in enumerate(ports):
+            group = plans[port.network_id][kind]
+            if group:
+                batches.setdefault(group[0].id, []).append((place, port))
+        for members in batches.values():
+            failed = _first_with_room_each(uow, members, plans[members[0][1].network_id][kind])
+            if failed is not None:
+                failures.append((failed[0], kind, failed[1]))
+    for place, port in enumerate(ports):
+        try:
+            _automatic(uow, port, plans[port.network_id][2])
+        except PipamError as exc:
+            failures.append((place, 2, exc))
+            break
+    if failures:
+        raise min(failures, key=lambda f: f[:2])[2]
+
+
+def _first_with_room_each(
+    uow: UnitOfWork, members: list[tuple[int, Port]], group: list[Subnet]
+) -> tuple[int, IpAddressGenerationFailure] | None:
+    """``_first_with_room`` of each port in order (all on one network); the first that fails, if any.
+
+    Each subnet in turn gets the remaining ports as one batch; when it has fewer free addresses, it
+    fills one port at a time (as create() would, nothing frees meanwhile) and the rest go on to the next.
+    """
+    start = 0
+    error = IpAddressGenerationFailure(members[0][1].network_id)
+    for subnet in group:
+        rest = [port for _, port in members[start:]]
+        if len(rest) > 1:
+            try:
+                uow.addresses.allocate_each([p.id for p in rest], rest[0].network_id, subnet)
+                return None
+            except IpAddressGenerationFailure:
+                pass  # nothing taken: one by one below
+        for port in rest:
+            try:
+                _first_with_room(uow, port, [subnet])
+            except IpAddressGenerationFailure as exc:
+                error = exc
+                break
+            start += 1
+        if start == len(members):
+            return None
+    return members[start][0], error
 
 
 def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) -> Port:

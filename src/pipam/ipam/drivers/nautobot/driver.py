@@ -314,8 +314,29 @@ class NautobotSubnet:
         if isinstance(request, AnyAddressRequest):
             return [self._pick(False, holder)]
         if isinstance(request, BulkAddressRequest):
-            return [self._pick(False, holder) for _ in range(request.count)]
+            return self._pick_many(request, holder)
         raise TypeError(f"unknown address request {request!r}")
+
+    def _pick_many(self, request: BulkAddressRequest, holder: str | None) -> list[str]:
+        """``request.count`` addresses, each recorded with its own holder; all or none (the engine may try
+        another subnet in this transaction, so what a failed bulk created must not stay in Nautobot)."""
+        holders = request.holders
+        got: list[str] = []
+        try:
+            for i in range(request.count):
+                got.append(self._pick(False, holders[i] if i < len(holders) else holder))
+        except IpAddressGenerationFailure:
+            for host in got:
+                self._forget_created(host)
+            raise
+        return got
+
+    def _forget_created(self, host: str) -> None:
+        """Delete an address this transaction just created (no undo to recreate it, unlike ``release``:
+        the create's own undo already ignores an address that is gone)."""
+        found = self.driver.find_ip(host)
+        if found is not None and self.driver.created(found):
+            self.driver.delete_ip_quietly(found["id"])
 
     @_translated
     def deallocate(self, address: str) -> None:
