@@ -104,6 +104,18 @@ class Harness:
         assert isinstance(answer, FreeProbe), answer
         return answer.address
 
+    def ports(self, n: int) -> list[str]:
+        """``n`` more ports on the network, holding nothing."""
+        return [self.client.create("port", network_id=self.network_id, fixed_ips=[])["id"] for _ in range(n)]
+
+    def allocate_each(self, subnet_id: str, port_ids: list[str]) -> list[Held]:
+        """One any-address for each port in one batch, as a bulk port create asks for them."""
+
+        def run(u: UnitOfWork) -> list[Held]:
+            return u.addresses.allocate_each(port_ids, self.network_id, u.session.get(Subnet, subnet_id))
+
+        return self.db.run(run)
+
     def fill(self, subnet_id: str) -> list[str]:
         got: list[str] = []
         while True:
@@ -174,6 +186,59 @@ class DriverContract:
         got = ipam.allocate(sid, BulkAddressRequest(5))
         assert len(got) == 5 and len(set(got)) == 5
         assert ipam.held(sid) == netaddr.IPSet(got)
+
+    def test_bulk_for_many_ports_gives_each_its_own_address(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.34.0.0/24", [("10.34.0.10", "10.34.0.29")])
+        ports = ipam.ports(12)
+        held = ipam.allocate_each(sid, ports)
+        assert [h.port_id for h in held] == ports
+        got = [h.ip_address for h in held]
+        assert len(set(got)) == 12 and netaddr.IPSet(got) <= netaddr.IPSet(netaddr.IPRange("10.34.0.10", "10.34.0.29"))
+        assert ipam.held(sid) == netaddr.IPSet(got)
+        # The core rows say which port holds which address, as the API shows it.
+        for h in held:
+            assert ipam.client.show("port", h.port_id)["fixed_ips"] == [{"subnet_id": sid, "ip_address": h.ip_address}]
+
+    def test_bulk_is_all_or_none_when_fewer_are_free(self, ipam: Harness) -> None:
+        sid = ipam.subnet("10.35.0.0/28", [("10.35.0.2", "10.35.0.9")])  # 8 addresses
+        taken = ipam.allocate(sid, BulkAddressRequest(3))
+        ports = ipam.ports(6)
+
+        def bulk_then_singles(u: UnitOfWork) -> list[str]:
+            # A bulk port create falls back to single allocations in the same transaction: the failed
+            # bulk must have left every free address to them.
+            subnet = u.session.get(Subnet, sid)
+            with pytest.raises(IpAddressGenerationFailure):
+                u.addresses.allocate_each(ports, ipam.network_id, subnet)
+            with pytest.raises(IpAddressGenerationFailure):
+                u.addresses.allocate(ipam.port_id, ipam.network_id, [Wanted(subnet, BulkAddressRequest(6))])
+            got: list[str] = []
+            for port_id in ports[:5]:
+                got += [
+                    h.ip_address
+                    for h in u.addresses.allocate(port_id, ipam.network_id, [Wanted(subnet, AnyAddressRequest())])
+                ]
+            return got
+
+        singles = ipam.db.run(bulk_then_singles)
+        free = netaddr.IPSet(netaddr.IPRange("10.35.0.2", "10.35.0.9")) - netaddr.IPSet(taken)
+        assert netaddr.IPSet(singles) == free and len(singles) == 5
+        assert ipam.held(sid) == netaddr.IPSet(taken + singles)
+        with pytest.raises(IpAddressGenerationFailure):
+            ipam.allocate(sid, AnyAddressRequest())
+
+    def test_bulk_takes_every_free_address_of_a_fragmented_pool(self, ipam: Harness) -> None:
+        pools = [("10.36.0.10", "10.36.0.19"), ("10.36.0.40", "10.36.0.44")]
+        sid = ipam.subnet("10.36.0.0/24", pools)
+        every = netaddr.IPSet(netaddr.IPRange(a, b) for a, b in pools)
+        for host in (11, 12, 15, 18, 41, 43):  # free space left in many small runs across both pools
+            ipam.allocate(sid, SpecificAddressRequest(ipaddress.ip_address(f"10.36.0.{host}")))
+        free = every - ipam.held(sid)
+        held = ipam.allocate_each(sid, ipam.ports(free.size))
+        assert netaddr.IPSet(h.ip_address for h in held) == free and len(held) == free.size
+        assert ipam.held(sid) == every
+        with pytest.raises(IpAddressGenerationFailure):
+            ipam.allocate(sid, AnyAddressRequest())
 
     # --- exhaustion, release, reuse ------------------------------------------------------------
 
