@@ -157,7 +157,7 @@ class RangeStore:
                     point = None
             if rng is None:
                 rng = self._row(session, self._lowest, owner=owner_id)
-            if rng is None:
+            if rng is None:  # the store is empty now: fewer were free than asked
                 self._give_back_runs(session, owner_id, runs)
                 return []
             first = rng.first if point is None else max(point, rng.first)
@@ -218,15 +218,15 @@ class RangeStore:
         self._insert(session, [(owner_id, pool_id, value, value)])
 
     def _give_back_runs(self, session: Session, owner_id: str, runs: list[tuple[str, int, int]]) -> None:
-        """Return runs this transaction claimed, each joined to a neighbouring range when there is one."""
-        conn = session.connection()
-        for pool_id, first, last in reversed(runs):
-            params = {"owner": owner_id, "pool": pool_id}
-            if conn.execute(self._grow_left, {**params, "edge": to_key(first - 1), "new_key": to_key(last)}).rowcount:
-                continue
-            if conn.execute(self._grow_right, {**params, "edge": to_key(last + 1), "new_key": to_key(first)}).rowcount:
-                continue
-            self._insert(session, [(owner_id, pool_id, first, last)])
+        """Return the runs a ``take_many`` claimed before it found the store empty: with no range left to
+        join, they go back as rows of their own, adjacent runs of a pool joined: one insert."""
+        merged: list[tuple[str, int, int]] = []
+        for pool_id, first, last in sorted(runs, key=lambda r: r[1]):
+            if merged and merged[-1][0] == pool_id and merged[-1][2] + 1 == first:
+                merged[-1] = (pool_id, merged[-1][1], last)
+            else:
+                merged.append((pool_id, first, last))
+        self._insert(session, [(owner_id, pool_id, first, last) for pool_id, first, last in merged])
 
     # --- bulk ----------------------------------------------------------------------------------
 

@@ -1,0 +1,146 @@
+"""``RangeStore.take_many``, the claim of a bulk request: against a model of address sets over random
+fragmented free space, and with compare-and-swaps that lose to "another transaction"."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, update
+from sqlalchemy.orm import Session
+
+from pipam.errors import RetryTransaction
+from pipam.ipam import free_ranges
+from pipam.ipam.addr import to_key
+from pipam.ipam.free_ranges import CLAIM_ATTEMPTS, RangeStore
+
+OWNER = "subnet-1"
+
+metadata = MetaData()
+TABLE = Table(
+    "free_ranges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner_id", String(36)),
+    Column("pool_id", String(36)),
+    Column("first_key", String(32)),
+    Column("last_key", String(32)),
+)
+STORE = RangeStore(TABLE, "owner_id")
+
+
+@pytest.fixture(scope="module")
+def engine():  # type: ignore[no-untyped-def]
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        yield s
+        s.rollback()
+
+
+def load(session: Session, runs: list[tuple[str, int, int]]) -> None:
+    session.execute(TABLE.delete())
+    STORE._insert(session, [(OWNER, pool, a, b) for pool, a, b in runs])
+
+
+def free_set(session: Session) -> set[int]:
+    """The free addresses the store holds, checking that no two ranges overlap."""
+    out: set[int] = set()
+    for a, b in STORE.ranges(session, OWNER):
+        run = set(range(a, b + 1))
+        assert not run & out, f"overlapping free ranges at {sorted(run & out)}"
+        out |= run
+    return out
+
+
+# Free space in many small runs (sorted distinct bounds paired up), of two pools taken in turn, so
+# that runs of different pools often touch.
+fragmented = st.lists(st.integers(0, 60), unique=True, min_size=2, max_size=16).map(
+    lambda bounds: [
+        (f"pool-{i % 2}", a, b) for i, (a, b) in enumerate(zip(sorted(bounds)[::2], sorted(bounds)[1::2], strict=False))
+    ]
+)
+
+
+def rows(session: Session) -> list[tuple[str, int, int]]:
+    stmt = TABLE.select().with_only_columns(TABLE.c.pool_id, TABLE.c.first_key, TABLE.c.last_key)
+    return [(pool, int(a, 16), int(b, 16)) for pool, a, b in session.execute(stmt)]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    runs=fragmented,
+    extra=st.one_of(st.integers(-60, 0), st.integers(1, 3)),
+    lowest=st.booleans(),
+    seed=st.integers(0, 2**32),
+)
+def test_take_many_takes_exactly_count_or_nothing(session, monkeypatch, runs, extra, lowest, seed):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(free_ranges, "_rng", random.Random(seed))  # replayable random points
+    load(session, runs)
+    before = free_set(session)
+    pool_of = {v: pool for pool, a, b in runs for v in range(a, b + 1)}
+    count = max(0, len(before) + extra)
+    lost = free_ranges.claims.lost
+
+    taken = STORE.take_many(session, OWNER, 0, 60, count, lowest=lowest)
+
+    if count > len(before):
+        assert taken == []
+        assert free_set(session) == before  # all or none: what it took went back
+        assert len(rows(session)) <= len(runs)  # and not in more pieces than it was
+    else:
+        assert len(taken) == count and len(set(taken)) == count
+        assert set(taken) <= before
+        assert free_set(session) == before - set(taken)
+        if lowest:
+            assert set(taken) == set(sorted(before)[:count])
+    assert free_ranges.claims.lost == lost  # no other transaction: no claim lost
+    # Each range left, split or given back lies in one pool, labelled with it.
+    for pool, a, b in rows(session):
+        assert {pool_of[v] for v in range(a, b + 1)} == {pool}, (pool, a, b)
+
+
+def steal_after_lookups(monkeypatch, session: Session, times: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """After each of the next ``times`` range lookups, "another transaction" takes the range's first
+    address, so the claim built on that lookup loses its compare-and-swap. Answers the stolen ones."""
+    stolen: list[int] = []
+    real = STORE._row
+
+    def row(session_, stmt, **params):  # type: ignore[no-untyped-def]
+        rng = real(session_, stmt, **params)
+        if rng is not None and len(stolen) < times and rng.first < rng.last:
+            session_.execute(update(TABLE).where(TABLE.c.id == rng.id).values(first_key=to_key(rng.first + 1)))
+            stolen.append(rng.first)
+        return rng
+
+    monkeypatch.setattr(STORE, "_row", row)
+    return stolen
+
+
+def test_a_lost_compare_and_swap_is_retried_with_a_new_lookup(session, monkeypatch):  # type: ignore[no-untyped-def]
+    load(session, [("pool-a", 10, 19), ("pool-a", 30, 39)])
+    stolen = steal_after_lookups(monkeypatch, session, times=2)
+    lost = free_ranges.claims.lost
+
+    taken = STORE.take_many(session, OWNER, 10, 39, 15, lowest=True)
+
+    assert free_ranges.claims.lost - lost == 2
+    assert stolen == [10, 11]
+    assert sorted(taken) == list(range(12, 20)) + list(range(30, 37))
+    assert free_set(session) == set(range(37, 40))
+
+
+def test_claims_that_keep_losing_ask_for_the_transaction_again(session, monkeypatch):  # type: ignore[no-untyped-def]
+    load(session, [("pool-a", 0, 99)])
+    steal_after_lookups(monkeypatch, session, times=CLAIM_ATTEMPTS)
+    with pytest.raises(RetryTransaction):
+        STORE.take_many(session, OWNER, 0, 99, 5)
