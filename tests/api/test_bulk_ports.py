@@ -1,0 +1,114 @@
+"""Bulk port creates over HTTP: the addresses of ports without fixed_ips are claimed in batches, and a
+user sees what creating the ports one after the other gives (overflow to the next subnet, errors,
+all or nothing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import netaddr
+
+from pipam.testing.local import LocalClient
+from tests.api.conftest import api_database
+from tests.api.wire import err, mk, ok
+
+# Also on the Nautobot driver (tests/api/conftest.py).
+NAUTOBOT = True
+
+
+def bulk(api, bodies: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    return api.post("/v2.0/ports", json={"ports": bodies})
+
+
+def two_small_subnets(api) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """A network with two /28 subnets (13 pool addresses each), in the order ports take from them."""
+    net = mk(api, "network", name="n")["id"]
+    made = [mk(api, "subnet", network_id=net, ip_version=4, cidr=cidr)["id"] for cidr in ("10.5.0.0/28", "10.6.0.0/28")]
+    # Subnets created in the same instant tie on created_at: a probe port shows which one comes first.
+    probe = mk(api, "port", network_id=net)
+    ok(api.delete(f"/v2.0/ports/{probe['id']}"), 204)
+    first = probe["fixed_ips"][0]["subnet_id"]
+    return net, first, next(s for s in made if s != first)
+
+
+def leave_free(api, net: str, subnet: str, free: int) -> None:  # type: ignore[no-untyped-def]
+    """Ports that take addresses of ``subnet`` by name, until ``free`` of its 13 are left."""
+    ok(bulk(api, [{"network_id": net, "fixed_ips": [{"subnet_id": subnet}]}] * (13 - free)), 201)
+
+
+def all_ports(api) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    return ok(api.get("/v2.0/ports"))["ports"]
+
+
+def test_bulk_create_fills_the_first_subnet_then_overflows_to_the_next(api, schema_url, api_backend, api_drivers):
+    net, first, second = two_small_subnets(api)
+    slaac = mk(
+        api,
+        "subnet",
+        network_id=net,
+        ip_version=6,
+        cidr="2001:db8:5::/64",
+        ipv6_address_mode="slaac",
+        ipv6_ra_mode="slaac",
+    )["id"]
+    leave_free(api, net, first, 4)
+    before = {f["ip_address"] for p in all_ports(api) for f in p["fixed_ips"]}
+    made = ok(bulk(api, [{"network_id": net, "name": f"p{i}"} for i in range(10)]), 201)["ports"]
+
+    assert [p["name"] for p in made] == [f"p{i}" for i in range(10)]
+    v4 = [[f for f in p["fixed_ips"] if f["subnet_id"] != slaac] for p in made]
+    assert all(len(f) == 1 for f in v4), v4
+    # In order, as one create after the other: the first subnet's 4 free addresses, then the next.
+    assert [f[0]["subnet_id"] for f in v4] == [first] * 4 + [second] * 6
+    addresses = [f[0]["ip_address"] for f in v4]
+    assert len(set(addresses)) == 10 and not set(addresses) & before
+    # Each port also has the EUI-64 address of its own MAC on the SLAAC subnet.
+    for p in made:
+        eui = str(netaddr.EUI(p["mac_address"]).ipv6(netaddr.IPNetwork("2001:db8:5::/64").first))
+        assert {"subnet_id": slaac, "ip_address": eui} in p["fixed_ips"]
+    # What the API answered is what it stores, and the backend agrees with the core tables.
+    listed = {p["id"]: p["fixed_ips"] for p in all_ports(api)}
+    assert all(sorted(map(str, listed[p["id"]])) == sorted(map(str, p["fixed_ips"])) for p in made)
+    db = api_database(schema_url, api_backend, api_drivers)
+    try:
+        result = LocalClient(db).verify()
+        assert result.clean, result
+    finally:
+        db.dispose()
+
+
+def test_bulk_bigger_than_the_free_space_fails_as_one_by_one_and_leaves_nothing(api):
+    net, _, _ = two_small_subnets(api)
+    body = err(bulk(api, [{"network_id": net}] * 27), 409, "IpAddressGenerationFailure")  # 26 free
+    assert all_ports(api) == []
+    # Nothing stayed allocated: the 26 free addresses all go to the next bulk...
+    made = ok(bulk(api, [{"network_id": net}] * 26), 201)["ports"]
+    assert len({p["fixed_ips"][0]["ip_address"] for p in made}) == 26
+    # ... and the error was the one a port create gives when the network is full.
+    assert err(api.post("/v2.0/ports", json={"port": {"network_id": net}}), 409) == body
+
+
+def test_a_port_with_fixed_ips_gets_its_turn_in_request_order(api):
+    net, first, second = two_small_subnets(api)
+    leave_free(api, net, first, 2)
+    # One after the other, the two ports before it take the first subnet's last addresses, so the third,
+    # which asks for that subnet, finds none: the whole bulk fails.
+    named = {"network_id": net, "fixed_ips": [{"subnet_id": first}]}
+    err(
+        bulk(api, [{"network_id": net}, {"network_id": net}, named, {"network_id": net}]),
+        409,
+        "IpAddressGenerationFailure",
+    )
+    assert len(all_ports(api)) == 11
+    # Asked first, it gets one; the ports after it overflow to the next subnet.
+    made = ok(bulk(api, [named, {"network_id": net}, {"network_id": net}]), 201)["ports"]
+    assert [p["fixed_ips"][0]["subnet_id"] for p in made] == [first, first, second]
+
+
+def test_an_error_of_a_later_port_comes_after_an_earlier_ports_exhaustion(api):
+    net, _, _ = two_small_subnets(api)
+    missing = "00000000-0000-0000-0000-000000000000"
+    # One by one, the 27th port finds the network full before the 28th names a network that does not exist.
+    err(bulk(api, [{"network_id": net}] * 27 + [{"network_id": missing}]), 409, "IpAddressGenerationFailure")
+    err(bulk(api, [{"network_id": net}] * 26 + [{"network_id": missing}]), 404, "NetworkNotFound")
+    assert all_ports(api) == []
