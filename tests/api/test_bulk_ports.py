@@ -112,3 +112,17 @@ def test_an_error_of_a_later_port_comes_after_an_earlier_ports_exhaustion(api):
     err(bulk(api, [{"network_id": net}] * 27 + [{"network_id": missing}]), 409, "IpAddressGenerationFailure")
     err(bulk(api, [{"network_id": net}] * 26 + [{"network_id": missing}]), 404, "NetworkNotFound")
     assert all_ports(api) == []
+
+
+def test_the_first_port_to_find_its_network_full_names_the_error(api):
+    small = {}
+    for name, cidr in (("a", "10.7.0.0/29"), ("b", "10.8.0.0/29")):  # 5 pool addresses each
+        small[name] = mk(api, "network", name=name)["id"]
+        mk(api, "subnet", network_id=small[name], ip_version=4, cidr=cidr)
+    a, b = {"network_id": small["a"]}, {"network_id": small["b"]}
+    # One by one, the 6th port on b (the 8th port) fails before the 6th on a (the 10th); and the other way.
+    body = err(bulk(api, [a, a] + [b] * 6 + [a] * 4), 409, "IpAddressGenerationFailure")
+    assert small["b"] in body["message"]
+    body = err(bulk(api, [b] * 2 + [a] * 6 + [b] * 4), 409, "IpAddressGenerationFailure")
+    assert small["a"] in body["message"]
+    assert all_ports(api) == []
