@@ -265,3 +265,25 @@ def test_nautobot_outage_answers_503_then_recovers(tmp_path: Path, nb, nautobot_
     code, out = cli(url, "nautobot", "ipam", "verify")
     assert code == 0, out
     db.dispose()
+
+
+def test_a_bulk_port_create_records_each_address_with_its_own_port(tmp_path: Path, nb) -> None:
+    client, ids = nb
+    url = f"sqlite:///{tmp_path}/pipam.db"
+    db = Database(load_settings(database_url=url, ipam_driver="nautobot"))
+    upgrade_database(db.engine, "nautobot")
+    network_id = net(db)["id"]
+    subnet(db, network_id, "10.78.0.0/28")  # 13 pool addresses
+    made = db.run(lambda u: local.create_many(u, "port", [{"network_id": network_id}] * 8))
+    held = {p["fixed_ips"][0]["ip_address"]: p["id"] for p in made}
+    assert len(held) == 8
+    in_nautobot = ips_by_host(client, ids["namespace"])
+    assert {host: in_nautobot[host]["custom_fields"]["pipam_port_id"] for host in held} == held
+    # Bigger than what is free (5): the batch gives back what it created, the ports one by one fail at
+    # the 6th, and the request's undo leaves Nautobot as it was.
+    with pytest.raises(PipamError, match="No more IP addresses"):
+        db.run(lambda u: local.create_many(u, "port", [{"network_id": network_id}] * 6))
+    assert set(ips_by_host(client, ids["namespace"])) == set(in_nautobot)
+    code, out = cli(url, "nautobot", "ipam", "verify")
+    assert code == 0, out
+    db.dispose()
