@@ -322,7 +322,7 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port]) -> None:
         if port.network_id not in plans:
             plans[port.network_id] = _default_subnets(_subnets_on(uow, port.network_id))
     failures: list[tuple[int, int, PipamError]] = []  # (port's place, kind, error)
-    for kind in (0, 1):
+    for kind in (0, 1):  # the places of IPv4 and stateful IPv6 in _default_subnets' answer
         batches: dict[str, list[tuple[int, Port]]] = {}  # by the first candidate subnet
         for place, port in enumerate(ports):
             group = plans[port.network_id][kind]
@@ -334,7 +334,7 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port]) -> None:
                 failures.append((failed[0], kind, failed[1]))
     for place, port in enumerate(ports):
         try:
-            _automatic(uow, port, plans[port.network_id][2])
+            _automatic(uow, port, plans[port.network_id][2])  # one call per port: EUI-64 of its MAC
         except PipamError as exc:
             failures.append((place, 2, exc))
             break
