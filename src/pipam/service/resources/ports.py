@@ -6,8 +6,9 @@ import ipaddress
 import random
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import lazyload
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from pipam.db.models import IPAllocation, Port, Subnet
 from pipam.errors import (
@@ -22,7 +23,8 @@ from pipam.errors import (
     PortNotFound,
     UnsupportedPortDeviceOwner,
 )
-from pipam.service.allocation import Held, Wanted, address_request, is_auto_address
+from pipam.ipam.addr import to_key
+from pipam.service.allocation import Held, SubnetFacts, Wanted, address_request, is_auto_address
 from pipam.service.attributes import (
     Attr,
     Bool,
@@ -120,27 +122,47 @@ def _policy_attributes(req: Request) -> list[str]:
     return names
 
 
-def _subnets_on(uow: UnitOfWork, network_id: str) -> list[Subnet]:
-    """The network's subnets, oldest first. Their allocation pools are left unloaded: the backend
-    allocates from its own copy, and loading them costs a statement per port create."""
-    stmt = (
-        select(Subnet)
-        .where(Subnet.network_id == network_id)
-        .order_by(Subnet.created_at, Subnet.id)
-        .options(lazyload(Subnet.allocation_pools))
-    )
-    return list(uow.session.scalars(stmt))
+_SUBNETS = Subnet.__table__.c
+# The columns allocation needs (SubnetFacts), not ORM objects: every port create without fixed_ips reads them.
+_SUBNETS_ON = (
+    select(_SUBNETS.id, _SUBNETS.ip_version, _SUBNETS.cidr, _SUBNETS.gateway_ip, _SUBNETS.ipv6_address_mode)
+    .where(_SUBNETS.network_id == bindparam("network_id"))
+    .order_by(_SUBNETS.created_at, _SUBNETS.id)
+)
+
+
+def _subnets_on(uow: UnitOfWork, network_id: str) -> list[SubnetFacts]:
+    """The network's subnets, oldest first."""
+    return list(uow.session.connection().execute(_SUBNETS_ON, {"network_id": network_id}).all())  # type: ignore[arg-type]
+
+
+def _show(uow: UnitOfWork, port: Port, held: list[Held]) -> None:
+    """Make ``port.fixed_ips`` the rows just inserted (as Core rows), without reading them back."""
+    rows = []
+    for h in sorted(held, key=lambda h: to_key(h.ip_address)):
+        row = IPAllocation(
+            ip_address=h.ip_address,
+            subnet_id=h.subnet_id,
+            ip_key=to_key(h.ip_address),
+            port_id=port.id,
+            network_id=port.network_id,
+        )
+        make_transient_to_detached(row)
+        uow.session.add(row)  # persistent, as if loaded: a later flush does not insert it again
+        rows.append(row)
+    set_committed_value(port, "fixed_ips", rows)
 
 
 def _wanted(
     uow: UnitOfWork, entries: list[dict[str, Any]], network_id: str, device_owner: str, mac: str, caller: Caller
 ) -> list[Wanted]:
     """Each ``fixed_ips`` entry as a typed address request on one subnet of the port's network."""
-    on_network: list[Subnet] | None = None
+    on_network: list[SubnetFacts] | None = None
     wanted: list[Wanted] = []
     seen: set[tuple[str, str]] = set()
     for entry in entries:
         ip = entry.get("ip_address")
+        subnet: SubnetFacts
         if entry.get("subnet_id") is not None:
             subnet = subnets.on_network(uow, entry["subnet_id"], network_id, caller)
             if ip is not None and (ip.version != subnet.ip_version or ip not in ipaddress.ip_network(subnet.cidr)):
@@ -173,16 +195,17 @@ def _wanted(
     return wanted
 
 
-def _default_allocations(uow: UnitOfWork, port: Port) -> None:
+def _default_allocations(uow: UnitOfWork, port: Port) -> list[Held]:
     """No fixed_ips given: one IPv4, one stateful IPv6 address, and every automatic (SLAAC) one."""
     on_network = _subnets_on(uow, port.network_id)
     engine = uow.addresses
+    held: list[Held] = []
     v4 = [s for s in on_network if s.ip_version == 4]
     v6_stateful = [s for s in on_network if s.ip_version == 6 and not is_auto_address(s)]
     for group in (v4, v6_stateful):
         for i, subnet in enumerate(group):
             try:
-                engine.allocate(
+                held += engine.allocate(
                     port.id, port.network_id, [Wanted(subnet, address_request(subnet, None, port.mac_address))]
                 )
                 break
@@ -192,7 +215,8 @@ def _default_allocations(uow: UnitOfWork, port: Port) -> None:
     if not _is_router(port.device_owner):
         auto = [Wanted(s, address_request(s, None, port.mac_address)) for s in on_network if is_auto_address(s)]
         if auto:
-            engine.allocate(port.id, port.network_id, auto)
+            held += engine.allocate(port.id, port.network_id, auto)
+    return held
 
 
 def _mac_in_use(uow: UnitOfWork, network_id: str, mac: str) -> bool:
@@ -253,11 +277,10 @@ def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
     uow.session.add(port)
     uow.session.flush()
     if wanted is None:
-        _default_allocations(uow, port)
-    elif wanted:
-        uow.addresses.allocate(port.id, port.network_id, wanted)
-    # The addresses went in as Core rows: read them on first access (one statement, not a refresh's two).
-    uow.session.expire(port, ["fixed_ips"])
+        held = _default_allocations(uow, port)
+    else:
+        held = uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
+    _show(uow, port, held)
     return port
 
 
