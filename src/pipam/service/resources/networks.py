@@ -45,7 +45,9 @@ def _address_scope(version: int) -> Callable[[Network], str | None]:
     (one at most: subnets of one IP version on a network share their pool's scope)."""
 
     def read(net: Network) -> str | None:
-        return next((p.address_scope_id for p in net.subnet_pools if p.ip_version == version), None)
+        return next(
+            (s.address_scope_id for s in net.subnet_ids if s.ip_version == version and s.address_scope_id), None
+        )
 
     return read
 
@@ -56,7 +58,8 @@ DEFINITION = Resource(
     model=Network,
     not_found=NetworkNotFound,
     shared_column="shared",
-    eager=("subnet_ids", "subnet_pools"),
+    eager=("subnet_ids",),
+    joined=("subnet_ids",),
     attributes=(
         *standard_attributes(),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
