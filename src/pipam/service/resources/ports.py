@@ -225,19 +225,37 @@ def _mac_in_use(uow: UnitOfWork, network_id: str, mac: str) -> bool:
     return uow.session.scalar(stmt) is not None
 
 
+def _random_mac() -> str:
+    return "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+
+
 def _mac(uow: UnitOfWork, wanted: str | None, network_id: str) -> str:
-    """The MAC asked for, if no port of the network has it, or a new random one."""
-    if wanted is not None:
-        if _mac_in_use(uow, network_id, wanted):
-            raise MacAddressInUse(
-                f"Unable to complete operation for network {network_id}. The mac address {wanted} is in use."
-            )
-        return wanted
-    # A generated MAC that collides is simply drawn again (24 random bits collide often at scale).
+    """The MAC asked for, if no port of the network has it, or a new random one.
+
+    A random one is not looked up first: the unique key on (network, MAC) refuses a collision at the
+    port's insert, before any address is allocated, and the transaction is rerun with a new draw (one
+    statement fewer on every port create; at 100,000 ports on one network 0.6 % of creates rerun)."""
+    if wanted is None:
+        return _random_mac()
+    if _mac_in_use(uow, network_id, wanted):
+        raise MacAddressInUse(
+            f"Unable to complete operation for network {network_id}. The mac address {wanted} is in use."
+        )
+    return wanted
+
+
+def _random_macs(uow: UnitOfWork, network_id: str, count: int) -> list[str]:
+    """``count`` random MACs no port of the network has, distinct: for a bulk create, where one collision
+    would rerun the whole batch (likely at scale: 1,000 draws among 100,000 ports). One query per round."""
+    chosen: set[str] = set()
     for _ in range(16):
-        mac = "fa:16:3e:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
-        if not _mac_in_use(uow, network_id, mac):
-            return mac
+        drawn = {_random_mac() for _ in range(count - len(chosen))} - chosen
+        taken = uow.session.scalars(
+            select(Port.mac_address).where(Port.network_id == network_id, Port.mac_address.in_(drawn))
+        )
+        chosen |= drawn - set(taken)
+        if len(chosen) == count:
+            return list(chosen)
     raise MacAddressGenerationFailure(f"Unable to generate a unique mac address on network {network_id}.")
 
 
