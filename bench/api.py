@@ -161,6 +161,22 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants so far."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(cpu_seconds(int(child)) for child in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
 def hammer(base: str, network_id: str, total: int, clients: int) -> tuple[float, int, int]:
     """Ports/s of ``clients`` concurrent clients creating single ports; only 201s count as ports."""
     created = failures = 0
@@ -257,7 +273,12 @@ def over_http(
         )
         out.update({f"http_{k}": v for k, v in times.items()})
         out["list_over_ports"] = ports.created
+        # Where the throughput run's CPU goes: the bound compares with a database doing one insert per
+        # commit, so what Pipam's processes and its clients burn per port decides what 2 cores allow.
+        server_cpu, client_cpu = cpu_seconds(server.proc.pid), time.process_time()
         out["ports_per_s"], made, out["failures"] = hammer(server.base, network_id, rate_ports, clients)
+        out["server_cpu_ms_per_port"] = 1000 * (cpu_seconds(server.proc.pid) - server_cpu) / max(made, 1)
+        out["client_cpu_ms_per_port"] = 1000 * (time.process_time() - client_cpu) / max(made, 1)
         ports.created += made
         ports.bulk_until(rss_ports, bulk)
         out["rss_n"] = rss_bytes(server.proc.pid)
@@ -368,7 +389,8 @@ def main(
             "ms: " + ", ".join(f"{k} {v:.3f}" for k, v in ms.items()) + f"; ports/s {r['ports_per_s']:,.0f}"
             f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
             f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
-            f" {r['list_over_ports']:,} ports"
+            f" {r['list_over_ports']:,} ports; CPU per port of the throughput run: server"
+            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms"
         )
     out["load_after"] = os.getloadavg()
     console.print(f"load average before {load[0]:.1f}, after {out['load_after'][0]:.1f} ({os.cpu_count()} cpus)")

@@ -29,13 +29,25 @@ import typer
 from bench.common import console, table
 from pipam.testing.server import Server
 
-IDLE_LEAVES = ("select (selectors.py", "_run_once", "wait (threading.py", "_worker (concurrent/futures/thread.py")
+# Leaves of a server waiting for work: uvloop's loop (C, so its Python frame is asyncio's Runner.run),
+# thread-pool workers blocked on their queue.
+IDLE_LEAVES = ("Runner.run (asyncio/runners.py", "Condition.wait (threading.py", "_wait_for_tstate_lock")
 KINDS = ("root", "get_network", "get_port", "port_create", "bulk", "list")
+
+
+# Where a request's own work starts: the outermost middleware (event loop side) and the thread-pool
+# worker (database side). Frames above them (the CLI, uvicorn's start-up) are in every sample.
+ENTRIES = ("RequestGuard.__call__ (pipam/api/app.py", "WorkerThread.run (anyio/")
+
+
+def _request_frames(frames: list[str]) -> list[str]:
+    start = next((i for i, f in enumerate(frames) if f.startswith(ENTRIES)), 0)
+    return frames[start:]
 
 
 def _idle(frames: list[str]) -> bool:
     leaf = frames[-1] if frames else ""
-    return any(mark in leaf for mark in IDLE_LEAVES) or "_wait_for_tstate_lock" in leaf
+    return any(mark in leaf for mark in IDLE_LEAVES)
 
 
 def top(raw: Path, rows: int) -> tuple[int, list[tuple[float, float, str]]]:
@@ -48,6 +60,7 @@ def top(raw: Path, rows: int) -> tuple[int, list[tuple[float, float, str]]]:
         frames = [f for f in stack.split(";") if not f.startswith("process ") and not f.startswith("thread ")]
         if not frames or _idle(frames):
             continue
+        frames = _request_frames(frames)
         count = int(count_text)
         busy += count
         for name in set(frames):
