@@ -295,7 +295,7 @@ def _change_mac(uow: UnitOfWork, port: Port, wanted: str | None, device_owner: s
 
 
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN) -> Port:
-    network = networks.get(uow, req["network_id"], caller)
+    network = networks.facts(uow, req["network_id"], caller)
     port = Port()
     new_standard(port, req, caller)
     target = new_target(port.project_id, network, {"device_owner": req["device_owner"]})
