@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 import typer
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert
 
 from bench.common import console, fresh_database, machine, table, write_json
 from bench.fill import allocate_one
@@ -118,8 +118,28 @@ def interleaved(kinds: dict[str, Callable[[], object]], samples: int, rounds: in
 # --- in-process ------------------------------------------------------------------------------------
 
 
-def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk: int) -> dict[str, float]:
-    """Seconds per fill allocation, per port create, and per port of a bulk create, in one process."""
+def statements(db: Database, action: Callable[[], object]) -> int:
+    """SQL statements (BEGIN and COMMIT included) that ``action`` sends: round trips on a networked database."""
+    sent = 0
+
+    def count(*_args: object) -> None:
+        nonlocal sent
+        sent += 1
+
+    listeners = (("before_cursor_execute", count), ("commit", count))
+    for name, fn in listeners:
+        event.listen(db.engine, name, fn)
+    try:
+        action()
+    finally:
+        for name, fn in listeners:
+            event.remove(db.engine, name, fn)
+    return sent
+
+
+def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk: int) -> dict[str, Any]:
+    """Seconds per fill allocation, per port create, and per port of a bulk create, in one process; the
+    statements each sends."""
     fill_port = db.run(lambda u: local.create(u, "port", {"network_id": network_id, "fixed_ips": []}))["id"]
     with db.session(write=False) as session:
         subnet = session.get(Subnet, subnet_id)
@@ -128,19 +148,24 @@ def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk
     def bulk_create() -> None:
         db.run(lambda u: local.create_many(u, "port", [body] * bulk))
 
-    times = interleaved(
+    times: dict[str, Any] = interleaved(
         {
             "fill": lambda: allocate_one(db, network_id, subnet, fill_port),
             "port": lambda: db.run(lambda u: local.create(u, "port", body)),
         },
         samples,
     )
+    times["statements"] = {
+        "fill": statements(db, lambda: allocate_one(db, network_id, subnet, fill_port)),
+        "port": statements(db, lambda: db.run(lambda u: local.create(u, "port", body))),
+        "bulk_per_port": statements(db, bulk_create) / bulk,
+    }
     bulk_rounds = max(1, samples // bulk) + 1
     t0 = time.perf_counter()
     for _ in range(bulk_rounds):
         bulk_create()
     times["bulk_per_port"] = (time.perf_counter() - t0) / (bulk_rounds * bulk)
-    times["created"] = samples // 5 * 5 + bulk_rounds * bulk
+    times["created"] = samples // 5 * 5 + 2 + (bulk_rounds + 1) * bulk
     return times
 
 
@@ -390,7 +415,9 @@ def main(
             f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
             f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
             f" {r['list_over_ports']:,} ports; CPU per port of the throughput run: server"
-            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms"
+            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms; statements"
+            f" (with COMMIT): fill allocation {r['statements']['fill']}, port create {r['statements']['port']},"
+            f" bulk create per port {r['statements']['bulk_per_port']:.2f}"
         )
     out["load_after"] = os.getloadavg()
     console.print(f"load average before {load[0]:.1f}, after {out['load_after'][0]:.1f} ({os.cpu_count()} cpus)")

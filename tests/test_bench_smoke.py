@@ -89,6 +89,8 @@ def test_api(tmp_path):
     assert run["failures"] == 0 and run["rss_n_ports"] == 400
     assert run["server_cpu_ms_per_port"] > 0 and run["client_cpu_ms_per_port"] > 0
     assert "CPU per port of the throughput run" in done.stdout
+    # a fill allocation is the gate, the subnet, a free range, its claim, two rows and the commit
+    assert run["statements"]["fill"] >= 5 and run["statements"]["port"] > run["statements"]["fill"]
     for goal in GOALS:
         assert goal.what in done.stdout
     assert (done.returncode == 3) == ("MISSED" in done.stdout)
