@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 import typer
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert
 
 from bench.common import console, fresh_database, machine, table, write_json
 from bench.fill import allocate_one
@@ -118,8 +118,28 @@ def interleaved(kinds: dict[str, Callable[[], object]], samples: int, rounds: in
 # --- in-process ------------------------------------------------------------------------------------
 
 
-def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk: int) -> dict[str, float]:
-    """Seconds per fill allocation, per port create, and per port of a bulk create, in one process."""
+def statements(db: Database, action: Callable[[], object]) -> int:
+    """SQL statements (BEGIN and COMMIT included) that ``action`` sends: round trips on a networked database."""
+    sent = 0
+
+    def count(*_args: object) -> None:
+        nonlocal sent
+        sent += 1
+
+    listeners = (("before_cursor_execute", count), ("commit", count))
+    for name, fn in listeners:
+        event.listen(db.engine, name, fn)
+    try:
+        action()
+    finally:
+        for name, fn in listeners:
+            event.remove(db.engine, name, fn)
+    return sent
+
+
+def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk: int) -> dict[str, Any]:
+    """Seconds per fill allocation, per port create, and per port of a bulk create, in one process; the
+    statements each sends."""
     fill_port = db.run(lambda u: local.create(u, "port", {"network_id": network_id, "fixed_ips": []}))["id"]
     with db.session(write=False) as session:
         subnet = session.get(Subnet, subnet_id)
@@ -128,19 +148,24 @@ def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk
     def bulk_create() -> None:
         db.run(lambda u: local.create_many(u, "port", [body] * bulk))
 
-    times = interleaved(
+    times: dict[str, Any] = interleaved(
         {
             "fill": lambda: allocate_one(db, network_id, subnet, fill_port),
             "port": lambda: db.run(lambda u: local.create(u, "port", body)),
         },
         samples,
     )
+    times["statements"] = {
+        "fill": statements(db, lambda: allocate_one(db, network_id, subnet, fill_port)),
+        "port": statements(db, lambda: db.run(lambda u: local.create(u, "port", body))),
+        "bulk_per_port": statements(db, bulk_create) / bulk,
+    }
     bulk_rounds = max(1, samples // bulk) + 1
     t0 = time.perf_counter()
     for _ in range(bulk_rounds):
         bulk_create()
     times["bulk_per_port"] = (time.perf_counter() - t0) / (bulk_rounds * bulk)
-    times["created"] = samples // 5 * 5 + bulk_rounds * bulk
+    times["created"] = samples // 5 * 5 + 2 + (bulk_rounds + 1) * bulk
     return times
 
 
@@ -156,6 +181,22 @@ def rss_bytes(pid: int) -> int:
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children") as f:
                 total += sum(rss_bytes(int(child)) for child in f.read().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its descendants so far."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(cpu_seconds(int(child)) for child in f.read().split())
     except (FileNotFoundError, ProcessLookupError):
         pass
     return total
@@ -257,7 +298,12 @@ def over_http(
         )
         out.update({f"http_{k}": v for k, v in times.items()})
         out["list_over_ports"] = ports.created
+        # Where the throughput run's CPU goes: the bound compares with a database doing one insert per
+        # commit, so what Pipam's processes and its clients burn per port decides what 2 cores allow.
+        server_cpu, client_cpu = cpu_seconds(server.proc.pid), time.process_time()
         out["ports_per_s"], made, out["failures"] = hammer(server.base, network_id, rate_ports, clients)
+        out["server_cpu_ms_per_port"] = 1000 * (cpu_seconds(server.proc.pid) - server_cpu) / max(made, 1)
+        out["client_cpu_ms_per_port"] = 1000 * (time.process_time() - client_cpu) / max(made, 1)
         ports.created += made
         ports.bulk_until(rss_ports, bulk)
         out["rss_n"] = rss_bytes(server.proc.pid)
@@ -368,7 +414,10 @@ def main(
             "ms: " + ", ".join(f"{k} {v:.3f}" for k, v in ms.items()) + f"; ports/s {r['ports_per_s']:,.0f}"
             f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
             f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
-            f" {r['list_over_ports']:,} ports"
+            f" {r['list_over_ports']:,} ports; CPU per port of the throughput run: server"
+            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms; statements"
+            f" (with COMMIT): fill allocation {r['statements']['fill']}, port create {r['statements']['port']},"
+            f" bulk create per port {r['statements']['bulk_per_port']:.2f}"
         )
     out["load_after"] = os.getloadavg()
     console.print(f"load average before {load[0]:.1f}, after {out['load_after'][0]:.1f} ({os.cpu_count()} cpus)")

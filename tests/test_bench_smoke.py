@@ -87,9 +87,27 @@ def test_api(tmp_path):
     assert set(run["ratios"]) == {goal.key for goal in GOALS}
     assert all(value > 0 for value in run["ratios"].values())
     assert run["failures"] == 0 and run["rss_n_ports"] == 400
+    assert run["server_cpu_ms_per_port"] > 0 and run["client_cpu_ms_per_port"] > 0
+    assert "CPU per port of the throughput run" in done.stdout
+    # a fill allocation is the gate, the subnet, a free range, its claim, two rows and the commit
+    assert run["statements"]["fill"] >= 5 and run["statements"]["port"] > run["statements"]["fill"]
     for goal in GOALS:
         assert goal.what in done.stdout
     assert (done.returncode == 3) == ("MISSED" in done.stdout)
+
+
+def test_profile_request():
+    """The profile names the request path's own functions (py-spy attached to the server)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile_request", "--kind", "get_network", "--requests", "200", "--ports", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "get_network: 200 requests" in done.stdout
+    assert "Database.run (pipam/service/database.py" in done.stdout
 
 
 def test_migrate(tmp_path):

@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 
+from pipam.service.resources import ports as ports_module
 from tests.helpers import avail, delete_port, error_of, ips, net, port, subnet, update_port
 
 
@@ -139,6 +140,28 @@ def test_ipv6_any_address_never_enumerates_the_pool(db):
     got = {ips(port(db, n, fixed_ips=[{"subnet_id": s["id"]}]))[0] for _ in range(20)}
     assert len(got) == 20
     assert avail(db, n)["total_ips"] == 2**80 - 2
+
+
+def test_a_random_mac_that_collides_is_drawn_again(db, v4, monkeypatch):
+    """A drawn MAC is not looked up first: the port's unique key refuses the collision and the create
+    is rerun with a new draw, leaving one port and one address per create."""
+    n, _ = v4
+    first = port(db, n, mac_address="fa:16:3e:00:00:01")
+    draws = iter(["fa:16:3e:00:00:01", "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"])
+    monkeypatch.setattr(ports_module, "_random_mac", lambda: next(draws))
+    second = port(db, n)
+    assert second["mac_address"] == "fa:16:3e:00:00:02"
+    assert len(second["fixed_ips"]) == 1 and ips(second) != ips(first)
+    assert avail(db, n)["used_ips"] == 2
+
+
+def test_bulk_random_macs_avoid_the_network_and_each_other(db, v4, monkeypatch):
+    n, _ = v4
+    port(db, n, mac_address="fa:16:3e:00:00:01")
+    draws = iter(["fa:16:3e:00:00:01", "fa:16:3e:00:00:02", "fa:16:3e:00:00:02", "fa:16:3e:00:00:03"] * 3)
+    monkeypatch.setattr(ports_module, "_random_mac", lambda: next(draws))
+    got = db.run(lambda u: ports_module._random_macs(u, n, 2))
+    assert sorted(got) == ["fa:16:3e:00:00:02", "fa:16:3e:00:00:03"]
 
 
 def test_duplicate_mac_is_409(db, v4):

@@ -176,7 +176,8 @@ def router_for(module: ResourceModule) -> APIRouter:
         fields = fields_of(request)
 
         def fetch(u: UnitOfWork) -> dict[str, Any]:
-            return render(definition, get_visible(u.session, definition, item_id, caller), fields, caller)
+            shown = get_visible(u.session, definition, item_id, caller, shown=True)
+            return render(definition, shown, fields, caller)
 
         return JsonResponse({definition.singular: await run_in_threadpool(db.run, fetch, write=False)})
 

@@ -16,8 +16,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from pipam.db.base import Base, new_id, utcnow
 
@@ -64,18 +65,11 @@ class Network(StandardAttrs, Base):
     mtu: Mapped[int] = mapped_column(Integer, default=1500)
     router_external: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    # What a network shows, loaded when it is shown (lists load them for a whole page at once, see
-    # the resource's ``eager``), not when a port or a subnet merely looks its network up.
-    # The ids of its subnets, without loading the subnets themselves.
+    # What a network shows, loaded when it is shown (lists load them for a page at once, see the
+    # resource's ``eager``; a show joins them, its ``joined``), not when a port or a subnet merely looks
+    # its network up. Its subnets' ids, versions and address scopes, without loading the subnets.
     subnet_ids: Mapped[list[SubnetId]] = relationship(
         viewonly=True, order_by="SubnetId.id", primaryjoin="Network.id == foreign(SubnetId.network_id)"
-    )
-    # The subnet pools its subnets came from: a network's address scopes are theirs.
-    subnet_pools: Mapped[list[PoolScope]] = relationship(
-        viewonly=True,
-        secondary="subnets",
-        primaryjoin="Network.id == Subnet.network_id",
-        secondaryjoin="Subnet.subnetpool_id == PoolScope.id",
     )
 
 
@@ -135,11 +129,19 @@ class Subnet(StandardAttrs, Base):
 
 
 class SubnetId(Base):
-    """A second, read-only mapping of ``subnets``: the id, the network and the project (which callers
-    may read it)."""
+    """A second, read-only mapping of ``subnets``: the id, the network, the project (which callers may
+    read it), the IP version and the address scope of the pool it came from (a network's address scopes
+    are its subnets' pools')."""
 
     __table__ = Subnet.__table__
-    __mapper_args__ = {"include_properties": ["id", "network_id", "project_id"]}
+    __mapper_args__ = {"include_properties": ["id", "network_id", "project_id", "ip_version", "address_scope_id"]}
+
+    address_scope_id: Mapped[str | None] = column_property(
+        select(SubnetPool.address_scope_id)
+        .where(SubnetPool.id == Subnet.__table__.c.subnetpool_id)
+        .correlate_except(SubnetPool)
+        .scalar_subquery()
+    )
 
 
 class IPAllocationPool(Base):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, insert, select
 
@@ -40,12 +40,28 @@ AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
 Resolver = Callable[[str], tuple[type[IpamDriver], Any]]
 
 
-def is_auto_address(subnet: Subnet) -> bool:
+class SubnetFacts(Protocol):
+    """What allocation needs to know of a subnet: a :class:`Subnet`, or a row of these columns (the
+    port create path reads them with one Core select instead of loading ORM objects)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ip_version(self) -> int: ...
+    @property
+    def cidr(self) -> str: ...
+    @property
+    def gateway_ip(self) -> str | None: ...
+    @property
+    def ipv6_address_mode(self) -> str | None: ...
+
+
+def is_auto_address(subnet: SubnetFacts) -> bool:
     """Addresses of this subnet come from the port's MAC (SLAAC / DHCPv6-stateless), not from a pool."""
     return subnet.ip_version == 6 and subnet.ipv6_address_mode in AUTO_ADDRESS_MODES
 
 
-def address_request(subnet: Subnet, ip: IPAddress | None, mac: str) -> AddressRequest:
+def address_request(subnet: SubnetFacts, ip: IPAddress | None, mac: str) -> AddressRequest:
     """The one place that decides what kind of request a fixed-IP entry is (Neutron's request factory)."""
     if ip is not None:
         return SpecificAddressRequest(ip)
@@ -58,7 +74,7 @@ def address_request(subnet: Subnet, ip: IPAddress | None, mac: str) -> AddressRe
 class Wanted:
     """One address a port asks for, after validation."""
 
-    subnet: Subnet
+    subnet: SubnetFacts
     request: AddressRequest
 
     @property
@@ -139,7 +155,7 @@ class AllocationEngine:
             rows += new
         return rows
 
-    def allocate_each(self, port_ids: Sequence[str], network_id: str, subnet: Subnet) -> list[Held]:
+    def allocate_each(self, port_ids: Sequence[str], network_id: str, subnet: SubnetFacts) -> list[Held]:
         """One any-address of ``subnet`` for each port (a bulk create's ports without fixed_ips): one
         backend call for all of them, one insert of their core rows. All or none: when the subnet has
         fewer free addresses than ports, raises IpAddressGenerationFailure (of the network, as

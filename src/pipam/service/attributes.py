@@ -471,6 +471,7 @@ class Resource:
     path: str = ""  # the collection in URLs when it differs from ``plural`` ("address-scopes")
     actions: tuple[MemberAction, ...] = ()
     eager: tuple[str, ...] = ()  # relationships rendering reads: lists load them for a page at once
+    joined: tuple[str, ...] = ()  # relationships a show loads in the same statement as the row
     by_name: dict[str, Attr] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import false, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.sql import ColumnElement
 
 from pipam.db.models import Network
@@ -324,21 +324,33 @@ def visible_clause(caller: Caller, resource: Resource) -> ColumnElement[bool] | 
     return None if found is None else found.where(caller, resource)
 
 
-def fetch(session: Session, resource: Resource, item_id: object, *, for_update: bool = False) -> Any:
-    """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do."""
+def fetch(
+    session: Session, resource: Resource, item_id: object, *, for_update: bool = False, shown: bool = False
+) -> Any:
+    """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do.
+
+    ``shown``: it is about to be rendered, so what rendering reads comes in the same statement (not on
+    a locking read: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join)."""
     if not isinstance(item_id, str) or len(item_id) > 36 or "\x00" in item_id:
         raise resource.missing(str(item_id)[:64])
-    obj = session.get(resource.model, item_id, with_for_update=for_update or None)
+    joined = [joinedload(getattr(resource.model, name)) for name in resource.joined] if shown and not for_update else []
+    obj = session.get(resource.model, item_id, with_for_update=for_update or None, options=joined)
     if obj is None:
         raise resource.missing(item_id)
     return obj
 
 
 def get_visible(
-    session: Session, resource: Resource, item_id: object, caller: Caller = ADMIN, *, for_update: bool = False
+    session: Session,
+    resource: Resource,
+    item_id: object,
+    caller: Caller = ADMIN,
+    *,
+    for_update: bool = False,
+    shown: bool = False,
 ) -> Any:
     """The resource by id, as the caller may read it; anything else is the resource's 404."""
-    obj = fetch(session, resource, item_id, for_update=for_update)
+    obj = fetch(session, resource, item_id, for_update=for_update, shown=shown)
     if not can_read(session, caller, resource, obj):
         raise resource.missing(obj.id)
     return obj

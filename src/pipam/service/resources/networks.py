@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 
 from pipam.db.models import Network, Port, Subnet
 from pipam.errors import InvalidInput, NetworkInUse, NetworkMtuSubnetConflict, NetworkNotFound
@@ -17,6 +18,7 @@ from pipam.service.policy import (
     Target,
     authorize,
     authorize_create,
+    can_read,
     check,
     fetch,
     get_visible,
@@ -45,7 +47,9 @@ def _address_scope(version: int) -> Callable[[Network], str | None]:
     (one at most: subnets of one IP version on a network share their pool's scope)."""
 
     def read(net: Network) -> str | None:
-        return next((p.address_scope_id for p in net.subnet_pools if p.ip_version == version), None)
+        return next(
+            (s.address_scope_id for s in net.subnet_ids if s.ip_version == version and s.address_scope_id), None
+        )
 
     return read
 
@@ -56,7 +60,8 @@ DEFINITION = Resource(
     model=Network,
     not_found=NetworkNotFound,
     shared_column="shared",
-    eager=("subnet_ids", "subnet_pools"),
+    eager=("subnet_ids",),
+    joined=("subnet_ids",),
     attributes=(
         *standard_attributes(),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
@@ -75,6 +80,20 @@ DEFINITION = Resource(
 
 def get(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN, *, for_update: bool = False) -> Network:
     return get_visible(uow.session, DEFINITION, network_id, caller, for_update=for_update)
+
+
+_NETWORKS = Network.__table__.c
+_FACTS = select(_NETWORKS.id, _NETWORKS.project_id, _NETWORKS.shared).where(_NETWORKS.id == bindparam("network_id"))
+
+
+def facts(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> Any:
+    """What creating a port on the network needs of it (id, project_id, shared), as the caller may read
+    it: one Core read, not an ORM object (every port create makes it)."""
+    valid = isinstance(network_id, str) and len(network_id) <= 36 and "\x00" not in network_id
+    row = uow.session.connection().execute(_FACTS, {"network_id": network_id}).first() if valid else None
+    if row is None or not can_read(uow.session, caller, DEFINITION, row):
+        raise DEFINITION.missing(str(network_id)[:64])
+    return row
 
 
 def _mtu(uow: UnitOfWork, requested: int) -> int:

@@ -1,0 +1,129 @@
+"""Where one kind of request spends its time: py-spy on a running ``pipam serve``, as a top-N table.
+
+Starts a server (1 worker) on a fresh database, makes one network with a /12 subnet (and ``--ports``
+ports for the read kinds), warms up, then samples the server with ``py-spy record`` while one
+kept-alive client sends the requests in sequence. Samples in which the server was idle (its event
+loop polling, thread-pool workers waiting) are dropped; the table gives each function's inclusive and
+self share of the busy samples.
+
+    python -m bench.profile_request --kind port_create --requests 800
+    python -m bench.profile_request --kind list --ports 10000 --requests 40
+
+Needs ``py-spy`` (``pip install py-spy``) and the right to trace the server (root, or ptrace allowed).
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import typer
+
+from bench.common import console, table
+from pipam.testing.server import Server
+
+# Leaves of a server waiting for work: uvloop's loop (C, so its Python frame is asyncio's Runner.run),
+# thread-pool workers blocked on their queue.
+IDLE_LEAVES = ("Runner.run (asyncio/runners.py", "Condition.wait (threading.py", "_wait_for_tstate_lock")
+KINDS = ("root", "get_network", "get_port", "port_create", "bulk", "list")
+
+
+# Where a request's own work starts: the outermost middleware (event loop side) and the thread-pool
+# worker (database side). Frames above them (the CLI, uvicorn's start-up) are in every sample.
+ENTRIES = ("RequestGuard.__call__ (pipam/api/app.py", "WorkerThread.run (anyio/")
+
+
+def _request_frames(frames: list[str]) -> list[str]:
+    start = next((i for i, f in enumerate(frames) if f.startswith(ENTRIES)), 0)
+    return frames[start:]
+
+
+def _idle(frames: list[str]) -> bool:
+    leaf = frames[-1] if frames else ""
+    return any(mark in leaf for mark in IDLE_LEAVES)
+
+
+def top(raw: Path, rows: int) -> tuple[int, list[tuple[float, float, str]]]:
+    """Inclusive and self shares of each function over the busy samples of a py-spy raw file."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    busy = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if not f.startswith("process ") and not f.startswith("thread ")]
+        if not frames or _idle(frames):
+            continue
+        frames = _request_frames(frames)
+        count = int(count_text)
+        busy += count
+        for name in set(frames):
+            inclusive[name] += count
+        own[frames[-1]] += count
+    ranked = sorted(inclusive, key=lambda n: inclusive[n], reverse=True)[:rows]
+    return busy, [(100 * inclusive[n] / busy, 100 * own[n] / busy, n) for n in ranked]
+
+
+def main(
+    kind: str = typer.Option("port_create", help=f"One of: {', '.join(KINDS)}."),
+    requests: int = typer.Option(800, help="Requests sampled (after 30 untimed ones)."),
+    ports: int = typer.Option(1000, help="Ports on the server before sampling (for get_port and list)."),
+    rows: int = typer.Option(25, help="Functions listed."),
+    rate: int = typer.Option(500, help="py-spy samples per second."),
+) -> None:
+    if kind not in KINDS:
+        raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
+    beside = Path(sys.executable).with_name("py-spy")
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    if spy is None:
+        raise typer.BadParameter("py-spy is not installed: pip install py-spy")
+    work = Path(tempfile.mkdtemp(prefix="pipam-profile-"))
+    server = Server(f"sqlite:///{work}/p.db", "internal", work / "server.log", workers="1")
+    try:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            net = client.post("/v2.0/networks", json={"network": {"name": "p"}}).json()["network"]["id"]
+            body = {"subnet": {"network_id": net, "cidr": "10.0.0.0/12", "ip_version": 4}}
+            client.post("/v2.0/subnets", json=body).raise_for_status()
+            for _ in range(0, max(ports, 1), 1000):
+                bulk = {"ports": [{"network_id": net}] * min(1000, max(ports, 1))}
+                client.post("/v2.0/ports", json=bulk).raise_for_status()
+            port = client.get("/v2.0/ports", params={"limit": 1}).json()["ports"][0]["id"]
+            send: dict[str, Callable[[], httpx.Response]] = {
+                "root": lambda: client.get("/"),
+                "get_network": lambda: client.get(f"/v2.0/networks/{net}"),
+                "get_port": lambda: client.get(f"/v2.0/ports/{port}"),
+                "port_create": lambda: client.post("/v2.0/ports", json={"port": {"network_id": net}}),
+                "bulk": lambda: client.post("/v2.0/ports", json={"ports": [{"network_id": net}] * 1000}),
+                "list": lambda: client.get("/v2.0/ports", params={"limit": 1000}),
+            }
+            for _ in range(30):
+                send[kind]().raise_for_status()
+            raw = work / "profile.txt"
+            recorder = subprocess.Popen(
+                [spy, "record", "-p", str(server.proc.pid), "-r", str(rate), "-f", "raw", "-o", str(raw)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.5)  # py-spy attaches
+            start = time.perf_counter()
+            for _ in range(requests):
+                send[kind]().raise_for_status()
+            took = time.perf_counter() - start
+            recorder.send_signal(2)
+            recorder.wait(timeout=60)
+    finally:
+        server.stop()
+    busy, ranked = top(raw, rows)
+    title = f"{kind}: {requests} requests, {1000 * took / requests:.3f} ms each; {busy} busy samples"
+    table(title, ["inclusive %", "self %", "function"], [[f"{i:.1f}", f"{s:.1f}", n] for i, s, n in ranked])
+    console.print(f"raw profile: {raw}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
