@@ -280,7 +280,7 @@ def test_migration_carries_address_scopes_and_default_pools(db, schema_url, back
     assert len(moved["fixed_ips"]) == 2
     shown = new.run(
         lambda u: (
-            local.module("network").get(u, made["net"]["id"]).subnet_pools
+            local.module("network").get(u, made["net"]["id"]).subnet_ids
             and local.update(u, "network", made["net"]["id"], {"name": "still-scoped"})
         )
     )
