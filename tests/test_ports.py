@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from pipam.service.resources import ports as ports_module
+from pipam.testing import local
 from tests.helpers import avail, delete_port, error_of, ips, net, port, subnet, update_port
 
 
@@ -162,6 +163,21 @@ def test_bulk_random_macs_avoid_the_network_and_each_other(db, v4, monkeypatch):
     monkeypatch.setattr(ports_module, "_random_mac", lambda: next(draws))
     got = db.run(lambda u: ports_module._random_macs(u, n, 2))
     assert sorted(got) == ["fa:16:3e:00:00:02", "fa:16:3e:00:00:03"]
+
+
+def test_a_bulk_draws_its_macs_clear_of_the_network(db, v4, monkeypatch):
+    """One by one, a drawn MAC that collides reruns the create; a bulk draws for all its ports first, so
+    a collision costs a redraw, not a rerun of the whole batch (which at scale would keep colliding)."""
+    n, s = v4
+    port(db, n, mac_address="fa:16:3e:00:00:01")
+    draws = iter(["fa:16:3e:00:00:01", "fa:16:3e:00:00:02", "fa:16:3e:00:00:03", "fa:16:3e:00:00:04"])
+    monkeypatch.setattr(ports_module, "_random_mac", lambda: next(draws))
+    bodies = [{"network_id": n}, {"network_id": n, "fixed_ips": [{"subnet_id": s["id"]}]}, {"network_id": n}]
+    reruns = db.runner.retries
+    made = db.run(lambda u: local.create_many(u, "port", bodies))
+    assert db.runner.retries == reruns
+    assert sorted(p["mac_address"] for p in made) == ["fa:16:3e:00:00:02", "fa:16:3e:00:00:03", "fa:16:3e:00:00:04"]
+    assert all(len(p["fixed_ips"]) == 1 for p in made)
 
 
 def test_duplicate_mac_is_409(db, v4):
