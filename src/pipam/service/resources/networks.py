@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, exists, select
 
@@ -82,18 +82,63 @@ def get(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN, *, for_update:
     return get_visible(uow.session, DEFINITION, network_id, caller, for_update=for_update)
 
 
+@dataclass(frozen=True)
+class SubnetRow:
+    """A subnet as allocation needs it (``pipam.service.allocation.SubnetFacts``)."""
+
+    id: str
+    ip_version: int
+    cidr: str
+    gateway_ip: str | None
+    ipv6_address_mode: str | None
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """What creating a port on a network needs of it: its owner, whether it is shared, its subnets."""
+
+    id: str
+    project_id: str
+    shared: bool
+    subnets: tuple[SubnetRow, ...]  # oldest first
+
+
 _NETWORKS = Network.__table__.c
-_FACTS = select(_NETWORKS.id, _NETWORKS.project_id, _NETWORKS.shared).where(_NETWORKS.id == bindparam("network_id"))
+_SUBNETS = Subnet.__table__.c
+_FACTS = (
+    select(
+        _NETWORKS.id,
+        _NETWORKS.project_id,
+        _NETWORKS.shared,
+        _SUBNETS.id.label("subnet_id"),
+        _SUBNETS.ip_version,
+        _SUBNETS.cidr,
+        _SUBNETS.gateway_ip,
+        _SUBNETS.ipv6_address_mode,
+    )
+    .select_from(Network.__table__.outerjoin(Subnet.__table__, _SUBNETS.network_id == _NETWORKS.id))
+    .where(_NETWORKS.id == bindparam("network_id"))
+    .order_by(_SUBNETS.created_at, _SUBNETS.id)
+)
 
 
-def facts(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> Any:
-    """What creating a port on the network needs of it (id, project_id, shared), as the caller may read
-    it: one Core read, not an ORM object (every port create makes it)."""
+def facts(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> NetworkFacts:
+    """The network and its subnets as the caller may read the network, in one Core statement (every port
+    create makes it; ORM objects and a second read for the subnets cost more than the allocation)."""
     valid = isinstance(network_id, str) and len(network_id) <= 36 and "\x00" not in network_id
-    row = uow.session.connection().execute(_FACTS, {"network_id": network_id}).first() if valid else None
-    if row is None or not can_read(uow.session, caller, DEFINITION, row):
+    rows = uow.session.connection().execute(_FACTS, {"network_id": network_id}).all() if valid else []
+    if not rows:
         raise DEFINITION.missing(str(network_id)[:64])
-    return row
+    first = rows[0]
+    subnets = tuple(
+        SubnetRow(r.subnet_id, r.ip_version, r.cidr, r.gateway_ip, r.ipv6_address_mode)
+        for r in rows
+        if r.subnet_id is not None
+    )
+    network = NetworkFacts(first.id, first.project_id, bool(first.shared), subnets)
+    if not can_read(uow.session, caller, DEFINITION, network):
+        raise DEFINITION.missing(network_id)
+    return network
 
 
 def _mtu(uow: UnitOfWork, requested: int) -> int:

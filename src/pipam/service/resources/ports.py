@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select
@@ -172,10 +173,16 @@ def _show(uow: UnitOfWork, port: Port, held: list[Held]) -> None:
 
 
 def _wanted(
-    uow: UnitOfWork, entries: list[dict[str, Any]], network_id: str, device_owner: str, mac: str, caller: Caller
+    uow: UnitOfWork,
+    entries: list[dict[str, Any]],
+    network_id: str,
+    device_owner: str,
+    mac: str,
+    caller: Caller,
+    on_network: Sequence[SubnetFacts] | None = None,
 ) -> list[Wanted]:
-    """Each ``fixed_ips`` entry as a typed address request on one subnet of the port's network."""
-    on_network: list[SubnetFacts] | None = None
+    """Each ``fixed_ips`` entry as a typed address request on one subnet of the port's network (whose
+    subnets, when already read, are ``on_network``)."""
     wanted: list[Wanted] = []
     seen: set[tuple[str, str]] = set()
     for entry in entries:
@@ -214,7 +221,7 @@ def _wanted(
 
 
 def _default_subnets(
-    on_network: list[SubnetFacts],
+    on_network: Sequence[SubnetFacts],
 ) -> tuple[list[SubnetFacts], list[SubnetFacts], list[SubnetFacts]]:
     """Where a port without fixed_ips takes its addresses: one any-address from the first IPv4 subnet
     with room, one from the first stateful IPv6 one with room, and one from every automatic (SLAAC) one."""
@@ -245,9 +252,9 @@ def _automatic(uow: UnitOfWork, port: Port, auto: list[SubnetFacts]) -> list[Hel
     return uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
 
 
-def _default_allocations(uow: UnitOfWork, port: Port) -> list[Held]:
+def _default_allocations(uow: UnitOfWork, port: Port, on_network: Sequence[SubnetFacts]) -> list[Held]:
     """No fixed_ips given: one IPv4, one stateful IPv6 address, and every automatic (SLAAC) one."""
-    v4, v6_stateful, auto = _default_subnets(_subnets_on(uow, port.network_id))
+    v4, v6_stateful, auto = _default_subnets(on_network)
     held: list[Held] = []
     for group in (v4, v6_stateful):
         held += _first_with_room(uow, port, group)
@@ -314,9 +321,9 @@ def _change_mac(uow: UnitOfWork, port: Port, wanted: str | None, device_owner: s
 
 def _new_port(
     uow: UnitOfWork, req: Request, caller: Caller, batch: _Batch | None = None
-) -> tuple[Port, list[Wanted] | None]:
-    """The port's row, checked and written (no address yet), and the addresses its fixed_ips ask for
-    (None: none given, the default allocations apply)."""
+) -> tuple[Port, list[Wanted] | None, networks.NetworkFacts]:
+    """The port's row, checked and written (no address yet), the addresses its fixed_ips ask for (None:
+    none given, the default allocations apply), and its network."""
     network = batch.network(req["network_id"]) if batch else networks.facts(uow, req["network_id"], caller)
     port = Port()
     new_standard(port, req, caller)
@@ -331,15 +338,17 @@ def _new_port(
     port.status = "DOWN"
     wanted = None
     if req.get("fixed_ips") is not None:
-        wanted = _wanted(uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller)
+        wanted = _wanted(
+            uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller, network.subnets
+        )
     _insert(uow, [port])
-    return port, wanted
+    return port, wanted, network
 
 
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN, batch: _Batch | None = None) -> Port:
-    port, wanted = _new_port(uow, req, caller, batch)
+    port, wanted, network = _new_port(uow, req, caller, batch)
     if wanted is None:
-        held = _default_allocations(uow, port)
+        held = _default_allocations(uow, port, network.subnets)
     else:
         held = uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
     _show(uow, port, held)
@@ -355,10 +364,10 @@ class _Batch:
         self.uow = uow
         self.caller = caller
         self.reqs = reqs
-        self._networks: dict[str, Any] = {}
+        self._networks: dict[str, networks.NetworkFacts] = {}
         self._macs: dict[str, list[str]] = {}
 
-    def network(self, network_id: str) -> Any:
+    def network(self, network_id: str) -> networks.NetworkFacts:
         if network_id not in self._networks:
             self._networks[network_id] = networks.facts(self.uow, network_id, self.caller)
         return self._networks[network_id]
@@ -379,22 +388,22 @@ def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) ->
     for req in reqs:
         if req.get("fixed_ips") is not None:
             # One by one, the earlier ports would hold their addresses before this one asks for its own.
-            _default_allocations_each(uow, pending)
+            _default_allocations_each(uow, pending, batch)
             pending = []
             made.append(create(uow, req, caller, batch))
             continue
         try:
-            port, _ = _new_port(uow, req, caller, batch)
+            port, _, _ = _new_port(uow, req, caller, batch)
         except PipamError:
-            _default_allocations_each(uow, pending)  # one by one, an earlier port's failure came first
+            _default_allocations_each(uow, pending, batch)  # one by one, an earlier port's failure came first
             raise
         pending.append(port)
         made.append(port)
-    _default_allocations_each(uow, pending)
+    _default_allocations_each(uow, pending, batch)
     return made
 
 
-def _default_allocations_each(uow: UnitOfWork, ports: list[Port]) -> None:
+def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch) -> None:
     """``_default_allocations`` of each port, with the same outcome as one port after the other (the
     first failing port's error), but one batch per (network, subnet) for the any-addresses.
 
@@ -404,7 +413,7 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port]) -> None:
     plans: dict[str, tuple[list[SubnetFacts], list[SubnetFacts], list[SubnetFacts]]] = {}
     for port in ports:
         if port.network_id not in plans:
-            plans[port.network_id] = _default_subnets(_subnets_on(uow, port.network_id))
+            plans[port.network_id] = _default_subnets(batch.network(port.network_id).subnets)
     held: dict[str, list[Held]] = {port.id: [] for port in ports}
     failures: list[tuple[int, int, PipamError]] = []  # (port's place, kind, error)
     for kind in (0, 1):  # the places of IPv4 and stateful IPv6 in _default_subnets' answer
