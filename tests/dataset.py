@@ -67,6 +67,9 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
     for start in range(0, n_ports, chunk):
 
         def some(u, start=start):  # type: ignore[no-untyped-def]
+            # What it made is returned, not recorded as it goes: the runner reruns the whole function
+            # after a lost race (a random MAC that collides, say), and a rerun must not count twice.
+            made_here: list[tuple[str, bool]] = []
             for i in range(start, min(start + chunk, n_ports)):
                 if i % 20 == 0:  # the small /24 takes 1 in 20: it must not run out
                     body = {"network_id": made["b"]["id"]}
@@ -75,15 +78,16 @@ def build(db: Database, n_ports: int, seed: int = 7) -> dict[str, Any]:
                 else:
                     body = {"network_id": made["a"]["id"]}
                 try:
-                    pid = local.create(u, "port", body)["id"]
-                    created.append(pid)
-                    if body["network_id"] == made["a"]["id"]:
-                        on_a.add(pid)
+                    made_here.append((local.create(u, "port", body)["id"], body["network_id"] == made["a"]["id"]))
                 except Exception as exc:
                     if getattr(exc, "type", "") != "IpAddressAlreadyAllocated":
                         raise
+            return made_here
 
-        db.run(some)
+        for pid, is_on_a in db.run(some):
+            created.append(pid)
+            if is_on_a:
+                on_a.add(pid)
     # Holes: delete a fifth of the ports, move some addresses.
     doomed = rnd.sample(created, len(created) // 5)
 
@@ -194,9 +198,9 @@ def build_scoped(db: Database, n_ports: int = 120) -> dict[str, Any]:
         made.update(s4=s4, s6=s6, d4=d4, d6=d6, other4=other4, net=net, v4=v4, v4b=v4b, v6=v6, ext=ext, ext_sub=ext_sub)
 
     db.run(setup)
-    ports: list[str] = []
 
     def fill(u):  # type: ignore[no-untyped-def]
+        ports: list[str] = []  # returned, so that a rerun of the whole function does not count twice
         for i in range(n_ports):
             body: dict[str, Any] = {"network_id": made["net"]["id"], "tags": [f"t{i % 3}"]}
             if i % 4 == 0:
@@ -205,8 +209,9 @@ def build_scoped(db: Database, n_ports: int = 120) -> dict[str, Any]:
                 body["fixed_ips"] = [{"subnet_id": made["v4"]["id"]}, {"subnet_id": made["v6"]["id"]}]
             ports.append(local.create(u, "port", body)["id"])
         local.create(u, "port", {"network_id": made["ext"]["id"]})
+        return ports
 
-    db.run(fill)
+    ports = db.run(fill)
 
     def remac(u):  # type: ignore[no-untyped-def]
         for pid in ports[::10]:
