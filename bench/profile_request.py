@@ -32,6 +32,7 @@ from pipam.testing.server import Server
 # Leaves of a server waiting for work: uvloop's loop (C, so its Python frame is asyncio's Runner.run),
 # thread-pool workers blocked on their queue.
 IDLE_LEAVES = ("Runner.run (asyncio/runners.py", "Condition.wait (threading.py", "_wait_for_tstate_lock")
+NO_SAMPLES = 2  # exit code: py-spy could not attach to the server
 KINDS = ("root", "get_network", "get_port", "port_create", "bulk", "list")
 
 
@@ -75,7 +76,7 @@ def main(
     requests: int = typer.Option(800, help="Requests sampled (after 30 untimed ones)."),
     ports: int = typer.Option(1000, help="Ports on the server before sampling (for get_port and list)."),
     rows: int = typer.Option(25, help="Functions listed."),
-    rate: int = typer.Option(500, help="py-spy samples per second."),
+    rate: int = typer.Option(500, min=1, help="py-spy samples per second."),
 ) -> None:
     if kind not in KINDS:
         raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
@@ -108,17 +109,26 @@ def main(
             recorder = subprocess.Popen(
                 [spy, "record", "-p", str(server.proc.pid), "-r", str(rate), "-f", "raw", "-o", str(raw)],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             time.sleep(1.5)  # py-spy attaches
             start = time.perf_counter()
             for _ in range(requests):
                 send[kind]().raise_for_status()
             took = time.perf_counter() - start
-            recorder.send_signal(2)
-            recorder.wait(timeout=60)
+            recorder.send_signal(2)  # py-spy writes its file when interrupted
+            try:
+                _, spy_errors = recorder.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
+                _, spy_errors = recorder.communicate()
     finally:
         server.stop()
+    if not raw.exists():
+        # Typically no right to trace another process (not root, ptrace restricted in a container).
+        console.print(f"[red]py-spy could not sample the server:[/] {spy_errors.strip()[-500:]}")
+        raise typer.Exit(NO_SAMPLES)
     busy, ranked = top(raw, rows)
     title = f"{kind}: {requests} requests, {1000 * took / requests:.3f} ms each; {busy} busy samples"
     table(title, ["inclusive %", "self %", "function"], [[f"{i:.1f}", f"{s:.1f}", n] for i, s, n in ranked])

@@ -105,6 +105,8 @@ def test_profile_request():
         text=True,
         timeout=300,
     )
+    if done.returncode == 2 and "could not sample" in done.stdout:
+        pytest.skip(f"py-spy may not trace processes here: {done.stdout.strip()[-300:]}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "get_network: 200 requests" in done.stdout
     assert "Database.run (pipam/service/database.py" in done.stdout
