@@ -83,6 +83,16 @@ def api_database(url: str, backend: str, drivers: dict[str, Any]) -> Database:
     return Database(load_settings(database_url=url, ipam_driver=backend, drivers=drivers))
 
 
+def verify_clean(schema_url: str, backend: str, drivers: dict[str, Any]) -> None:
+    """The active backend still agrees with the core tables (address changes went through the engine)."""
+    db = api_database(schema_url, backend, drivers)
+    try:
+        result = LocalClient(db).verify()
+        assert result.clean, result
+    finally:
+        db.dispose()
+
+
 def empty_nautobot(table: dict[str, str]) -> None:
     """Delete every ip-address and prefix of the API cases' namespace (all of them made by Pipam)."""
     with NautobotClient(table["url"], table["token"], timeout=60) as client:

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import netaddr
-
-from pipam.testing.local import LocalClient
-from tests.api.conftest import api_database
-from tests.api.wire import err, mk, ok
+from tests.api.conftest import verify_clean
+from tests.api.wire import err, eui64, mk, ok
 
 # Also on the Nautobot driver (tests/api/conftest.py).
 NAUTOBOT = True
@@ -64,17 +61,11 @@ def test_bulk_create_fills_the_first_subnet_then_overflows_to_the_next(api, sche
     assert len(set(addresses)) == 10 and not set(addresses) & before
     # Each port also has the EUI-64 address of its own MAC on the SLAAC subnet.
     for p in made:
-        eui = str(netaddr.EUI(p["mac_address"]).ipv6(netaddr.IPNetwork("2001:db8:5::/64").first))
-        assert {"subnet_id": slaac, "ip_address": eui} in p["fixed_ips"]
+        assert {"subnet_id": slaac, "ip_address": eui64("2001:db8:5::/64", p["mac_address"])} in p["fixed_ips"]
     # What the API answered is what it stores, and the backend agrees with the core tables.
     listed = {p["id"]: p["fixed_ips"] for p in all_ports(api)}
     assert all(sorted(map(str, listed[p["id"]])) == sorted(map(str, p["fixed_ips"])) for p in made)
-    db = api_database(schema_url, api_backend, api_drivers)
-    try:
-        result = LocalClient(db).verify()
-        assert result.clean, result
-    finally:
-        db.dispose()
+    verify_clean(schema_url, api_backend, api_drivers)
 
 
 def test_bulk_bigger_than_the_free_space_fails_as_one_by_one_and_leaves_nothing(api):

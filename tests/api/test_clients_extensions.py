@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import netaddr
 import openstack
 import pytest
 
 from tests.api.test_clients import cli_json, openstack_cli, run_cli
+from tests.api.wire import eui64
 
 # Also on the Nautobot driver (tests/api/conftest.py).
 NAUTOBOT = True
@@ -72,7 +72,7 @@ def test_sdk_networks_ports_and_revisions(conn):
     assert port.tags == ["blue"]
     port = conn.network.update_port(port, mac_address="fa:16:3e:01:02:03")
     assert port.mac_address == "fa:16:3e:01:02:03"
-    slaac = str(netaddr.EUI("fa:16:3e:01:02:03").ipv6(netaddr.IPNetwork("2001:db8::/64").first))
+    slaac = eui64("2001:db8::/64", "fa:16:3e:01:02:03")
     assert slaac in [f["ip_address"] for f in port.fixed_ips]
     v4 = next(f["ip_address"] for f in port.fixed_ips if "." in f["ip_address"])
     assert [p.id for p in conn.network.ports(fixed_ips=f"ip_address_substr={v4[:-1]}")] == [port.id]

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
-import netaddr
-
-from pipam.testing.local import LocalClient
-from tests.api.conftest import api_database
-from tests.api.wire import err, mk, ok
+from tests.api.conftest import verify_clean
+from tests.api.wire import err, eui64, mk, ok
 
 # Also on the Nautobot driver (tests/api/conftest.py).
 NAUTOBOT = True
-
-
-def eui64(prefix: str, mac: str) -> str:
-    return str(netaddr.EUI(mac).ipv6(netaddr.IPNetwork(prefix).first))
-
-
-def verify_clean(schema_url: str, backend: str, drivers: dict[str, Any]) -> None:
-    """The active backend still agrees with the core tables (address changes went through the engine)."""
-    db = api_database(schema_url, backend, drivers)
-    try:
-        result = LocalClient(db).verify()
-        assert result.clean, result
-    finally:
-        db.dispose()
 
 
 def test_admin_changes_a_mac_and_its_eui64_address_follows(api, schema_url, api_backend, api_drivers):

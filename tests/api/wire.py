@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import netaddr
 
 
 def ok(resp: httpx.Response, status: int = 200) -> Any:
@@ -23,3 +24,8 @@ def err(resp: httpx.Response, status: int, etype: str | None = None) -> dict[str
 
 def mk(api: httpx.Client, singular: str, **body: Any) -> dict[str, Any]:
     return ok(api.post(f"/v2.0/{singular}s", json={singular: body}), 201)[singular]
+
+
+def eui64(prefix: str, mac: str) -> str:
+    """The address SLAAC gives ``mac`` on the /64 ``prefix`` (what a port on such a subnet shows)."""
+    return str(netaddr.EUI(mac).ipv6(netaddr.IPNetwork(prefix).first))
