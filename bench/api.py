@@ -172,34 +172,45 @@ def in_process(db: Database, network_id: str, subnet_id: str, samples: int, bulk
 # --- over HTTP ---------------------------------------------------------------------------------------
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (the workers of ``pipam serve``)."""
-    total = 0
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (``pipam serve`` and its workers); gone processes are left out."""
+    pids = [pid]
     try:
-        with open(f"/proc/{pid}/status") as f:
-            total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
         for task in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{task}/children") as f:
-                total += sum(rss_bytes(int(child)) for child in f.read().split())
+                pids += [p for child in f.read().split() for p in _tree(int(child))]
     except (FileNotFoundError, ProcessLookupError):
         pass
-    return total
+    return pids
+
+
+def _proc_reading(pid: int, read: Callable[[int], float]) -> float:
+    """``read`` of one process, 0 when it has exited meanwhile."""
+    try:
+        return read(pid)
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return 0
+
+
+def _rss(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def _cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (the workers of ``pipam serve``)."""
+    return int(sum(_proc_reading(p, _rss) for p in _tree(pid)))
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and all its descendants so far."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                total += sum(cpu_seconds(int(child)) for child in f.read().split())
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return total
+    return sum(_proc_reading(p, _cpu) for p in _tree(pid))
 
 
 def hammer(base: str, network_id: str, total: int, clients: int) -> tuple[float, int, int]:
