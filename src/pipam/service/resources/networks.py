@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, exists, select
 
@@ -105,21 +106,29 @@ class NetworkFacts:
 
 _NETWORKS = Network.__table__.c
 _SUBNETS = Subnet.__table__.c
+_SUBNET_ROW = (
+    _SUBNETS.id.label("subnet_id"),
+    _SUBNETS.ip_version,
+    _SUBNETS.cidr,
+    _SUBNETS.gateway_ip,
+    _SUBNETS.ipv6_address_mode,
+)
+_OLDEST_FIRST = (_SUBNETS.created_at, _SUBNETS.id)
 _FACTS = (
-    select(
-        _NETWORKS.id,
-        _NETWORKS.project_id,
-        _NETWORKS.shared,
-        _SUBNETS.id.label("subnet_id"),
-        _SUBNETS.ip_version,
-        _SUBNETS.cidr,
-        _SUBNETS.gateway_ip,
-        _SUBNETS.ipv6_address_mode,
-    )
+    select(_NETWORKS.id, _NETWORKS.project_id, _NETWORKS.shared, *_SUBNET_ROW)
     .select_from(Network.__table__.outerjoin(Subnet.__table__, _SUBNETS.network_id == _NETWORKS.id))
     .where(_NETWORKS.id == bindparam("network_id"))
-    .order_by(_SUBNETS.created_at, _SUBNETS.id)
+    .order_by(*_OLDEST_FIRST)
 )
+_SUBNETS_OF = select(*_SUBNET_ROW).where(_SUBNETS.network_id == bindparam("network_id")).order_by(*_OLDEST_FIRST)
+
+
+def _subnet_rows(rows: Iterable[Any]) -> tuple[SubnetRow, ...]:
+    return tuple(
+        SubnetRow(r.subnet_id, r.ip_version, r.cidr, r.gateway_ip, r.ipv6_address_mode)
+        for r in rows
+        if r.subnet_id is not None  # the outer join's row of a network without subnets
+    )
 
 
 def facts(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> NetworkFacts:
@@ -130,15 +139,15 @@ def facts(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> NetworkFa
     if not rows:
         raise DEFINITION.missing(str(network_id)[:64])
     first = rows[0]
-    subnets = tuple(
-        SubnetRow(r.subnet_id, r.ip_version, r.cidr, r.gateway_ip, r.ipv6_address_mode)
-        for r in rows
-        if r.subnet_id is not None
-    )
-    network = NetworkFacts(first.id, first.project_id, bool(first.shared), subnets)
+    network = NetworkFacts(first.id, first.project_id, bool(first.shared), _subnet_rows(rows))
     if not can_read(uow.session, caller, DEFINITION, network):
         raise DEFINITION.missing(network_id)
     return network
+
+
+def subnets_of(uow: UnitOfWork, network_id: str) -> tuple[SubnetRow, ...]:
+    """The subnets of a network already known (a port's), oldest first, as allocation needs them."""
+    return _subnet_rows(uow.session.connection().execute(_SUBNETS_OF, {"network_id": network_id}))
 
 
 def _mtu(uow: UnitOfWork, requested: int) -> int:

@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -126,20 +126,6 @@ def _policy_attributes(req: Request) -> list[str]:
     return names
 
 
-_SUBNETS = Subnet.__table__.c
-# The columns allocation needs (SubnetFacts), not ORM objects: every port create without fixed_ips reads them.
-_SUBNETS_ON = (
-    select(_SUBNETS.id, _SUBNETS.ip_version, _SUBNETS.cidr, _SUBNETS.gateway_ip, _SUBNETS.ipv6_address_mode)
-    .where(_SUBNETS.network_id == bindparam("network_id"))
-    .order_by(_SUBNETS.created_at, _SUBNETS.id)
-)
-
-
-def _subnets_on(uow: UnitOfWork, network_id: str) -> list[SubnetFacts]:
-    """The network's subnets, oldest first."""
-    return list(uow.session.connection().execute(_SUBNETS_ON, {"network_id": network_id}).all())  # type: ignore[arg-type]
-
-
 _PORT_COLUMNS = [c.key for c in Port.__table__.columns]
 _INSERT_PORTS = insert(Port.__table__)
 
@@ -194,7 +180,7 @@ def _wanted(
                 raise InvalidIpForSubnet(str(ip))
         elif ip is not None:
             if on_network is None:
-                on_network = _subnets_on(uow, network_id)
+                on_network = networks.subnets_of(uow, network_id)
             found = [s for s in on_network if s.ip_version == ip.version and ip in ipaddress.ip_network(s.cidr)]
             if not found:
                 raise InvalidIpForNetwork(
