@@ -96,8 +96,8 @@ MUTATIONS = [
         "ipam/free_ranges.py",
         (
             (
-                "            if self._claim(session, owner_id, rng, value):\n                return value",
-                "            return value",
+                "            if not self._claim(session, owner_id, rng, first, last):\n",
+                "            if False:\n",
             ),
         ),
         ("tests/test_ports.py", "-k", "sqlite"),

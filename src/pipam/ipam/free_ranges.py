@@ -113,33 +113,12 @@ class RangeStore:
 
     # --- claiming ------------------------------------------------------------------------------
 
-    def take_any(self, session: Session, owner_id: str, lo: int, hi: int, lowest: bool = False) -> int | None:
-        """Claim a free address; ``lowest`` takes the smallest, otherwise one near a random point."""
-        for _ in range(CLAIM_ATTEMPTS):
-            if lowest:
-                point = None
-                rng = self._row(session, self._lowest, owner=owner_id)
-            else:
-                point = _rng.randint(lo, hi)
-                rng = self._row(session, self._at_or_after, owner=owner_id, key=to_key(point))
-                if rng is None:  # nothing at or after the point: wrap around to the lowest range
-                    point = None
-                    rng = self._row(session, self._lowest, owner=owner_id)
-            if rng is None:
-                return None
-            value = rng.first if point is None else max(point, rng.first)
-            if not rng.first <= value <= rng.last:  # the wrap-around bug this guards against was real
-                raise AssertionError(f"free-range claim {value} outside {rng}")
-            if self._claim(session, owner_id, rng, value):
-                return value
-            claims.lost += 1
-        raise RetryTransaction("free-range claims kept losing races")
-
     def take_many(
         self, session: Session, owner_id: str, lo: int, hi: int, count: int, lowest: bool = False
     ) -> list[int]:
-        """Claim ``count`` free addresses, a contiguous run of each range at a time: from a random point
-        (``lowest``: from the smallest) upwards, wrapping around to the lowest range.
+        """Claim ``count`` free addresses (one for an "any address" request), a contiguous run of each
+        range at a time: from a random point (``lowest``: from the smallest) upwards, wrapping around to
+        the lowest range. A lost claim is retried with a new lookup, from a new random point.
 
         Answers exactly ``count`` values, or [] when fewer are free: a bulk request is all or none, and
         its caller may go on to another subnet in the same transaction, so what this call took is given
@@ -169,6 +148,8 @@ class RangeStore:
                 lost += 1
                 if lost >= CLAIM_ATTEMPTS:
                     raise RetryTransaction("free-range claims kept losing races")
+                if not lowest:  # away from where another server is claiming
+                    point = _rng.randint(lo, hi)
                 continue
             runs.append((rng.pool_id, first, last))
             taken.extend(range(first, last + 1))

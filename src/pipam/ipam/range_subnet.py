@@ -72,24 +72,12 @@ class RangeSubnet:
         if isinstance(request, AutomaticAddressRequest):
             return [self._allocate_specific(int(eui64_address(self.network, request.mac)))]
         if isinstance(request, AnyAddressRequest | PreferNextAddressRequest):
-            return [self._allocate_any(lowest=isinstance(request, PreferNextAddressRequest))]
+            return self._allocate_many(1, lowest=isinstance(request, PreferNextAddressRequest))
         if isinstance(request, BulkAddressRequest):
             return self._allocate_many(request.count)
         raise IpamUnsupportedRequest(f"unsupported address request {request!r}")
 
-    def _allocate_any(self, lowest: bool) -> str:
-        if not self.pools:
-            raise IpAddressGenerationFailure(self.subnet_id)
-        lo = min(p.first for p in self.pools)
-        hi = max(p.last for p in self.pools)
-        value = self.ranges.take_any(self.session, self.owner_id, lo, hi, lowest=lowest)
-        if value is None:
-            raise IpAddressGenerationFailure(self.subnet_id)
-        ip = self._ip(value)
-        self.ledger.record(self.session, [ip])
-        return ip
-
-    def _allocate_many(self, count: int) -> list[str]:
+    def _allocate_many(self, count: int, lowest: bool = False) -> list[str]:
         """``count`` addresses claimed in runs (a few statements, not one claim each), all or none."""
         if count <= 0:
             return []
@@ -97,7 +85,7 @@ class RangeSubnet:
             raise IpAddressGenerationFailure(self.subnet_id)
         lo = min(p.first for p in self.pools)
         hi = max(p.last for p in self.pools)
-        values = self.ranges.take_many(self.session, self.owner_id, lo, hi, count)
+        values = self.ranges.take_many(self.session, self.owner_id, lo, hi, count, lowest=lowest)
         if len(values) < count:  # take_many gave back what it took: nothing stays claimed
             raise IpAddressGenerationFailure(self.subnet_id)
         ips = [self._ip(v) for v in values]
