@@ -126,7 +126,9 @@ def statements(db: Database, action: Callable[[], object]) -> int:
         nonlocal sent
         sent += 1
 
-    listeners = (("before_cursor_execute", count), ("commit", count))
+    # BEGIN by its event: SQLite's goes straight to the driver and psycopg sends its own, neither
+    # through a cursor SQLAlchemy sees.
+    listeners = (("begin", count), ("before_cursor_execute", count), ("commit", count))
     for name, fn in listeners:
         event.listen(db.engine, name, fn)
     try:

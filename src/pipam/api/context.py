@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from pipam.errors import HTTPUnauthorized
-from pipam.service.database import Database
+from pipam.service.database import Database, UnitOfWork
 from pipam.service.policy import Caller
+
+T = TypeVar("T")
 
 
 def database_of(request: Request) -> Database:
@@ -42,3 +47,12 @@ def caller_of(request: Request) -> Caller:
 async def authenticated(request: Request) -> None:
     """A router dependency: the token is checked before an endpoint reads any of the body."""
     caller_of(request)
+
+
+async def read(db: Database, fn: Callable[[UnitOfWork], T]) -> T:
+    """A read-only transaction. On SQLite it runs on the event loop: the database is in this process,
+    a WAL reader never waits for a lock, and handing the read to a thread costs about what the read
+    does. Over a network the read waits on the server, so it runs in the thread pool."""
+    if db.embedded:
+        return db.run(fn, write=False)
+    return await run_in_threadpool(db.run, fn, write=False)

@@ -6,9 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from pipam.api.context import caller_of, database_of
+from pipam.api.context import caller_of, database_of, read
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import render
 from pipam.errors import ExtensionNotFound, PipamError
@@ -132,7 +131,7 @@ async def list_availability(request: Request) -> Any:
         ids = [n.id for n in page.items]
         return page_body(definition.plural, items, links(base, query, fields, ids, page.full))
 
-    return await run_in_threadpool(db.run, run, write=False)
+    return await read(db, run)
 
 
 @router.get(
@@ -142,7 +141,7 @@ async def list_availability(request: Request) -> Any:
 )
 async def show_availability(network_id: str, request: Request) -> Any:
     db, caller = database_of(request), caller_of(request)
-    entry = await run_in_threadpool(db.run, lambda u: availability.show(u, network_id, caller), write=False)
+    entry = await read(db, lambda u: availability.show(u, network_id, caller))
     return {"network_ip_availability": render(availability.DEFINITION, entry)}
 
 
@@ -165,7 +164,7 @@ async def healthz(request: Request) -> Any:
         }
 
     try:
-        return await run_in_threadpool(db.run, probe, write=False)
+        return await read(db, probe)
     except PipamError as exc:
         reason = exc.message
     except Exception:  # the details stay in the log: health checks are unauthenticated

@@ -15,11 +15,8 @@ from pipam.service.policy import ADMIN, Caller
 
 def render(resource: Resource, obj: Any, fields: Collection[str] = (), caller: Caller = ADMIN) -> dict[str, Any]:
     """The visible attributes of ``obj`` (only ``fields`` when given), as Neutron shows them to ``caller``."""
-    return {
-        attr.name: attr.kind.wire(attr.value_of(obj, caller))
-        for attr in resource.visible()
-        if not fields or attr.name in fields
-    }
+    shown = resource.wire_values(obj, caller)
+    return {name: value for name, value in shown.items() if name in fields} if fields else shown
 
 
 class JsonResponse(Response):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from pipam.api.context import authenticated, caller_of, database_of
+from pipam.api.context import authenticated, caller_of, database_of, read
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import JsonResponse, render
 from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
@@ -141,7 +141,7 @@ def router_for(module: ResourceModule) -> APIRouter:
                 definition.plural, items, links(base, query, fields, [o.id for o in page.items], page.full)
             )
 
-        return JsonResponse(await run_in_threadpool(db.run, run, write=False))
+        return JsonResponse(await read(db, run))
 
     @router.post(
         "",
@@ -179,7 +179,7 @@ def router_for(module: ResourceModule) -> APIRouter:
             shown = get_visible(u.session, definition, item_id, caller, shown=True)
             return render(definition, shown, fields, caller)
 
-        return JsonResponse({definition.singular: await run_in_threadpool(db.run, fetch, write=False)})
+        return JsonResponse({definition.singular: await read(db, fetch)})
 
     @router.put(
         "/{item_id}",
@@ -257,9 +257,7 @@ def _tag_routes(router: APIRouter, definition: Resource) -> None:
     @router.get("/{item_id}/tags", summary=f"List the tags of a {definition.singular}")
     async def get_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
-        return {
-            "tags": await run_in_threadpool(db.run, lambda u: tags.listed(u, definition, item_id, caller), write=False)
-        }
+        return {"tags": await read(db, lambda u: tags.listed(u, definition, item_id, caller))}
 
     @router.put("/{item_id}/tags", summary=f"Replace the tags of a {definition.singular}", openapi_extra=TAGS_BODY)
     async def put_tags(item_id: str, request: Request) -> Any:
@@ -285,7 +283,7 @@ def _tag_routes(router: APIRouter, definition: Resource) -> None:
     async def has_tag(item_id: str, tag: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
         tag = tags.path_tag(tag)
-        if not await run_in_threadpool(db.run, lambda u: tags.has(u, definition, item_id, tag, caller), write=False):
+        if not await read(db, lambda u: tags.has(u, definition, item_id, tag, caller)):
             raise TagNotFound(f"Tag {tag} could not be found.")
         return Response(status_code=204)
 

@@ -10,10 +10,12 @@ documents the OpenAPI schema from it. Adding an attribute is one line here.
 from __future__ import annotations
 
 import ipaddress
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import netaddr
@@ -56,6 +58,11 @@ class Kind:
 
     def wire(self, value: Any) -> Any:
         return value
+
+    @property
+    def shown_as_stored(self) -> bool:
+        """``wire`` returns its value unchanged (rendering then reads it with the other such attributes)."""
+        return type(self).wire is Kind.wire
 
     def json_schema(self) -> dict[str, Any]:
         return {}
@@ -130,6 +137,10 @@ class Int(Kind):
 
     def wire(self, value: Any) -> Any:
         return str(value) if self.as_string and value is not None else value
+
+    @property
+    def shown_as_stored(self) -> bool:
+        return not self.as_string
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "integer"}
@@ -367,7 +378,9 @@ class Tags(Kind):
 @dataclass
 class Timestamp(Kind):
     def wire(self, value: Any) -> Any:
-        return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # isoformat is a third of strftime's cost, two of them per row of a list page; the slice drops
+        # an offset an aware value would carry (strftime's format ignored it too).
+        return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"
 
     def parse_filter(self, text: str) -> datetime:
         try:
@@ -405,7 +418,7 @@ class Attr:
     read_for: Callable[[Any, Any], Any] | None = None
     column: str | None = None  # the model's column for filters and sorts, when not ``field``
 
-    @property
+    @cached_property
     def field(self) -> str:
         """The domain object's attribute (and, by default, the column of filters and sorts)."""
         return (self.alias_of or self.name).replace(":", "_")
@@ -473,9 +486,31 @@ class Resource:
     eager: tuple[str, ...] = ()  # relationships rendering reads: lists load them for a page at once
     joined: tuple[str, ...] = ()  # relationships a show loads in the same statement as the row
     by_name: dict[str, Attr] = field(init=False)
+    # How rendering reads: the names of the attributes shown as stored, one getter for all of them, and
+    # the attributes with a reader or a wire form of their own (see ``wire_values``).
+    _plain: tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = field(init=False, repr=False)
+    _computed: tuple[Attr, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_name = {a.name: a for a in self.attributes}
+        shown = [a for a in self.attributes if a.visible]
+        plain = [a for a in shown if a.read is None and a.read_for is None and a.kind.shown_as_stored]
+        getter = operator.attrgetter(*(a.field for a in plain)) if len(plain) > 1 else None
+        if getter is None:
+            fields = [a.field for a in plain]
+            getter = lambda obj: tuple(getattr(obj, f) for f in fields)  # noqa: E731
+        self._plain = (tuple(a.name for a in plain), getter)
+        self._computed = tuple(a for a in shown if a not in plain)
+
+    def wire_values(self, obj: Any, caller: Any = None) -> dict[str, Any]:
+        """Every visible attribute of ``obj`` in its wire form, as ``caller`` may see it. A list page
+        renders a thousand rows: the attributes shown as stored are read by one C-level getter, the
+        rest one by one."""
+        names, getter = self._plain
+        shown = dict(zip(names, getter(obj), strict=True))
+        for attr in self._computed:
+            shown[attr.name] = attr.kind.wire(attr.value_of(obj, caller))
+        return shown
 
     @property
     def kind(self) -> str:

@@ -25,6 +25,8 @@ class Database:
         self.engine = make_engine(settings.database_url)
         self.runner = Runner(self.engine, settings.db_retries)
         self._backends: dict[str, tuple[type[IpamDriver], Any]] = {}
+        # The database lives in this process (SQLite): nothing to wait for on a network.
+        self.embedded = self.engine.url.get_backend_name() == "sqlite"
 
     @property
     def retries(self) -> int:

@@ -1,0 +1,97 @@
+"""Rendering: every resource shown as its attribute map says, whichever way rendering reads it, and reads
+that run where they should."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from pipam.api.context import read
+from pipam.api.rendering import render
+from pipam.service.attributes import Timestamp
+from pipam.service.policy import ADMIN, Caller, get_visible
+from pipam.service.resources import discover
+from pipam.testing import local
+from tests.helpers import net, pool, port, subnet
+
+
+def one_by_one(definition: Any, obj: Any, caller: Caller) -> dict[str, Any]:
+    """Each visible attribute read and converted on its own: what the attribute map means."""
+    return {a.name: a.kind.wire(a.value_of(obj, caller)) for a in definition.visible()}
+
+
+@pytest.fixture
+def one_of_each(db) -> dict[str, str]:
+    scope = local.LocalClient(db).create("address_scope", name="s", ip_version=4)
+    subnetpool = pool(db, name="p", prefixes=["10.8.0.0/16"], default_prefixlen=24, address_scope_id=scope["id"])
+    n = net(db, name="n")["id"]
+    s = subnet(
+        db,
+        n,
+        "10.8.0.0/24",
+        subnetpool_id=subnetpool["id"],
+        host_routes=[{"destination": "10.9.0.0/16", "nexthop": "10.8.0.9"}],
+        dns_nameservers=["10.8.0.53"],
+    )
+    p = port(db, n, tags=["a", "b"])
+    return {
+        "address_scope": scope["id"],
+        "subnetpool": subnetpool["id"],
+        "network": n,
+        "subnet": s["id"],
+        "port": p["id"],
+    }
+
+
+@pytest.mark.parametrize("caller", [ADMIN, Caller(project_id="someone-else")], ids=["admin", "project"])
+def test_every_resource_renders_each_attribute_as_its_map_says(db, one_of_each, caller):
+    shown: set[str] = set()
+    for module in discover():
+        definition = module.DEFINITION
+        item_id = one_of_each[definition.singular]
+
+        def compare(u, definition=definition, item_id=item_id) -> None:
+            obj = get_visible(u.session, definition, item_id, ADMIN, shown=True)
+            assert render(definition, obj, caller=caller) == one_by_one(definition, obj, caller)
+            names = [a.name for a in definition.visible()][::3]
+            assert render(definition, obj, names, caller) == {
+                k: v for k, v in one_by_one(definition, obj, caller).items() if k in names
+            }
+
+        db.run(compare, write=False)
+        shown.add(definition.singular)
+    assert shown == set(one_of_each)
+
+
+def test_a_timestamp_is_shown_in_utc_seconds_with_z_naive_or_aware():
+    stamp = Timestamp()
+    assert stamp.wire(datetime(2026, 1, 31, 12, 0, 5, 999)) == "2026-01-31T12:00:05Z"
+    assert stamp.wire(datetime(2026, 1, 31, 12, 0, 5, tzinfo=UTC)) == "2026-01-31T12:00:05Z"
+    assert stamp.wire(None) is None
+
+
+class _Recorder:
+    def __init__(self, embedded: bool) -> None:
+        self.embedded = embedded
+        self.threads: list[threading.Thread] = []
+
+    def run(self, fn: Any, *, write: bool = True) -> str:
+        assert write is False
+        self.threads.append(threading.current_thread())
+        return "read"
+
+
+@pytest.mark.parametrize("embedded", [True, False], ids=["sqlite", "networked"])
+def test_a_read_runs_on_the_event_loop_only_on_an_embedded_database(embedded):
+    db = _Recorder(embedded)
+
+    async def request() -> tuple[str, threading.Thread]:
+        return await read(db, lambda u: u), threading.current_thread()  # type: ignore[arg-type]
+
+    answer, loop_thread = asyncio.run(request())
+    assert answer == "read"
+    assert (db.threads[0] is loop_thread) is embedded
