@@ -95,3 +95,16 @@ def test_a_read_runs_on_the_event_loop_only_on_an_embedded_database(embedded):
     answer, loop_thread = asyncio.run(request())
     assert answer == "read"
     assert (db.threads[0] is loop_thread) is embedded
+
+
+def test_fields_read_only_what_they_name():
+    """``fields=id,name`` does not read a relationship it leaves out (no lazy load per row of a page)."""
+
+    class Unloaded:
+        def __getattr__(self, name: str) -> Any:
+            if name == "fixed_ips":
+                raise AssertionError("fixed_ips was read though not asked for")
+            return None
+
+    definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
+    assert render(definition, Unloaded(), ["id", "name"]) == {"id": None, "name": None}

@@ -15,8 +15,7 @@ from pipam.service.policy import ADMIN, Caller
 
 def render(resource: Resource, obj: Any, fields: Collection[str] = (), caller: Caller = ADMIN) -> dict[str, Any]:
     """The visible attributes of ``obj`` (only ``fields`` when given), as Neutron shows them to ``caller``."""
-    shown = resource.wire_values(obj, caller)
-    return {name: value for name, value in shown.items() if name in fields} if fields else shown
+    return resource.wire_values(obj, caller, fields)
 
 
 class JsonResponse(Response):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import operator
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -502,15 +502,17 @@ class Resource:
         self._plain = (tuple(a.name for a in plain), getter)
         self._computed = tuple(a for a in shown if a not in plain)
 
-    def wire_values(self, obj: Any, caller: Any = None) -> dict[str, Any]:
-        """Every visible attribute of ``obj`` in its wire form, as ``caller`` may see it. A list page
-        renders a thousand rows: the attributes shown as stored are read by one C-level getter, the
-        rest one by one."""
+    def wire_values(self, obj: Any, caller: Any = None, fields: Collection[str] = ()) -> dict[str, Any]:
+        """The visible attributes of ``obj`` (only ``fields`` when given) in their wire form, as ``caller``
+        may see them. A list page renders a thousand rows: the attributes shown as stored are read by
+        one C-level getter, the rest one by one, and only when asked for (a relationship not asked
+        for is not loaded)."""
         names, getter = self._plain
         shown = dict(zip(names, getter(obj), strict=True))
         for attr in self._computed:
-            shown[attr.name] = attr.kind.wire(attr.value_of(obj, caller))
-        return shown
+            if not fields or attr.name in fields:
+                shown[attr.name] = attr.kind.wire(attr.value_of(obj, caller))
+        return {name: value for name, value in shown.items() if name in fields} if fields else shown
 
     @property
     def kind(self) -> str:
