@@ -469,6 +469,14 @@ class MemberAction:
     summary: str = ""
 
 
+def _tuple_getter(fields: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """The values of ``fields`` of an object, as a tuple (``attrgetter`` gives a bare value for one
+    field and refuses none)."""
+    if len(fields) > 1:
+        return operator.attrgetter(*fields)
+    return lambda obj: tuple(getattr(obj, f) for f in fields)
+
+
 @dataclass
 class Resource:
     singular: str
@@ -495,11 +503,7 @@ class Resource:
         self.by_name = {a.name: a for a in self.attributes}
         shown = [a for a in self.attributes if a.visible]
         plain = [a for a in shown if a.read is None and a.read_for is None and a.kind.shown_as_stored]
-        getter = operator.attrgetter(*(a.field for a in plain)) if len(plain) > 1 else None
-        if getter is None:
-            fields = [a.field for a in plain]
-            getter = lambda obj: tuple(getattr(obj, f) for f in fields)  # noqa: E731
-        self._plain = (tuple(a.name for a in plain), getter)
+        self._plain = (tuple(a.name for a in plain), _tuple_getter([a.field for a in plain]))
         self._computed = tuple(a for a in shown if a not in plain)
 
     def wire_values(self, obj: Any, caller: Any = None, fields: Collection[str] = ()) -> dict[str, Any]:
