@@ -54,9 +54,11 @@ class Runner:
         self._write = make_sessionmaker(engine)
         self._read = make_sessionmaker(engine.execution_options(sqlite_immediate=False))
         self.retries = 0  # transactions rerun after a deadlock or a lost race (benchmarks report it)
+        # The database lives in this process (SQLite): no network between it and the caller.
+        self.embedded = engine.url.get_backend_name() == "sqlite"
         # SQLite has one writer at a time: threads of one process queue here instead of poll-sleeping in
         # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock decides.
-        self._sqlite_writes = threading.Lock() if engine.url.get_backend_name() == "sqlite" else None
+        self._sqlite_writes = threading.Lock() if self.embedded else None
 
     def session(self, write: bool = True) -> Session:
         return (self._write if write else self._read)()
@@ -80,7 +82,7 @@ class Runner:
             queue = self._sqlite_writes if write and self._sqlite_writes is not None else contextlib.nullcontext()
             try:
                 with queue, tx.session.begin():
-                    if snapshot and self.engine.url.get_backend_name() != "sqlite":
+                    if snapshot and not self.embedded:
                         tx.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
                     result = fn(tx)
                 return result

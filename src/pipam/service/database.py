@@ -25,12 +25,15 @@ class Database:
         self.engine = make_engine(settings.database_url)
         self.runner = Runner(self.engine, settings.db_retries)
         self._backends: dict[str, tuple[type[IpamDriver], Any]] = {}
-        # The database lives in this process (SQLite): nothing to wait for on a network.
-        self.embedded = self.engine.url.get_backend_name() == "sqlite"
 
     @property
     def retries(self) -> int:
         return self.runner.retries
+
+    @property
+    def embedded(self) -> bool:
+        """SQLite, in this process: nothing to wait for on a network."""
+        return self.runner.embedded
 
     def backend(self, name: str) -> tuple[type[IpamDriver], Any]:
         """The driver class and settings for backend ``name``, or why this server cannot allocate through it.
