@@ -491,8 +491,8 @@ class Resource:
     label: str = ""  # as messages name it ("Subnet pool"); default: from the not-found error's name
     path: str = ""  # the collection in URLs when it differs from ``plural`` ("address-scopes")
     actions: tuple[MemberAction, ...] = ()
-    eager: tuple[str, ...] = ()  # relationships rendering reads: lists load them for a page at once
-    joined: tuple[str, ...] = ()  # relationships a show loads in the same statement as the row
+    # relationships rendering reads: shows and lists load them with the rows (``pipam.service.views``)
+    related: tuple[str, ...] = ()
     by_name: dict[str, Attr] = field(init=False)
     # How rendering reads: the names of the attributes shown as stored, one getter for all of them, and
     # the attributes with a reader or a wire form of their own (see ``wire_values``).

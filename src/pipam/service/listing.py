@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, false, literal, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, false, literal, or_
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from pipam.errors import BadRequest, HTTPBadRequest, InvalidInput, MarkerNotFound
 from pipam.service.attributes import Invalid, Resource
 from pipam.service.policy import Caller, can_read, visible_clause
+from pipam.service.views import views_of
 
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
 
@@ -138,7 +139,7 @@ def _after(order: list[tuple[Any, bool]], marker: Any) -> ColumnElement[bool]:
 def list_items(
     session: Session, resource: Resource, query: ListQuery, caller: Caller, extra: ColumnElement[bool] | None = None
 ) -> Page:
-    model = resource.model
+    views = views_of(resource)
     clauses, tag_filters = _where(resource, query.filters)
     visible = visible_clause(caller, resource)
     if visible is not None:
@@ -146,22 +147,23 @@ def list_items(
     if extra is not None:
         clauses.append(extra)
     order = _order(resource, query)
-    stmt: Select[Any] = select(model).where(*clauses).order_by(*_order_by(order))
-    stmt = stmt.options(*(selectinload(getattr(model, name)) for name in resource.eager))
+    stmt: Select[Any] = views.select().where(*clauses).order_by(*_order_by(order))
     if query.marker is not None:
         marker = _marker(session, resource, query.marker, caller)
         stmt = stmt.where(_after(order, marker))
     limit = query.limit
+    conn = session.connection()
     if not tag_filters:
-        items = list(session.scalars(stmt.limit(limit)))
+        rows = conn.execute(stmt.limit(limit)).all()
     else:
         # Tags live in a JSON column: filtered here, reading on until the page is full.
-        items = []
-        for row in session.scalars(stmt.execution_options(yield_per=500)):
+        rows = []
+        for row in conn.execute(stmt.execution_options(yield_per=500)):
             if all(_tag_match(k, v, list(row.tags or [])) for k, v in tag_filters.items()):
-                items.append(row)
-                if len(items) == limit:
+                rows.append(row)
+                if len(rows) == limit:
                     break
+    items = views.complete(conn, rows)
     full = len(items) == limit
     if query.page_reverse:
         items.reverse()

@@ -23,13 +23,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, false, or_, select, true
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import false, or_, select, true
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from pipam.db.models import Network
 from pipam.errors import HTTPBadRequest, PolicyNotAuthorized
 from pipam.service.attributes import MISSING, Request, Resource
+from pipam.service.views import views_of
 
 
 @dataclass(frozen=True)
@@ -329,30 +330,17 @@ def fetch(
 ) -> Any:
     """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do.
 
-    ``shown``: it is about to be rendered, so what rendering reads comes in the same statement (not on
-    a locking read: PostgreSQL refuses FOR UPDATE on the nullable side of an outer join)."""
+    ``shown``: it is about to be rendered and not changed: a read-only view (``pipam.service.views``)
+    with what rendering reads in the same statement."""
     if not isinstance(item_id, str) or len(item_id) > 36 or "\x00" in item_id:
         raise resource.missing(str(item_id)[:64])
     if shown and not for_update:
-        obj = session.execute(_shown_statement(resource), {"item_id": item_id}).unique().scalar_one_or_none()
+        obj = views_of(resource).show(session.connection(), item_id)
     else:
         obj = session.get(resource.model, item_id, with_for_update=for_update or None)
     if obj is None:
         raise resource.missing(item_id)
     return obj
-
-
-_SHOWN: dict[str, Any] = {}
-
-
-def _shown_statement(resource: Resource) -> Any:
-    """The row and what rendering reads of its relationships (``joined``), in one statement built once
-    per resource (building it, options included, per request cost a third of a show)."""
-    if resource.singular not in _SHOWN:
-        model = resource.model
-        joined = [joinedload(getattr(model, name)) for name in resource.joined]
-        _SHOWN[resource.singular] = select(model).options(*joined).where(model.id == bindparam("item_id"))
-    return _SHOWN[resource.singular]
 
 
 def get_visible(

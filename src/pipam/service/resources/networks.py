@@ -61,8 +61,7 @@ DEFINITION = Resource(
     model=Network,
     not_found=NetworkNotFound,
     shared_column="shared",
-    eager=("subnet_ids",),
-    joined=("subnet_ids",),
+    related=("subnet_ids",),
     attributes=(
         *standard_attributes(),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),

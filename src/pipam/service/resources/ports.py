@@ -85,7 +85,7 @@ DEFINITION = Resource(
     plural="ports",
     model=Port,
     not_found=PortNotFound,
-    joined=("fixed_ips",),
+    related=("fixed_ips",),
     extra_filters={"fixed_ips": _fixed_ips_filter},
     attributes=(
         # Ports are the resource whose create body takes tags (tag-ports-during-bulk-creation).

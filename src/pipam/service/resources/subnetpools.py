@@ -68,6 +68,7 @@ PREFIXES_BODY = {
 DEFINITION = Resource(
     singular="subnetpool",
     plural="subnetpools",
+    related=("prefixes",),
     label="Subnet pool",
     model=SubnetPool,
     not_found=SubnetPoolNotFound,

@@ -67,7 +67,7 @@ DEFINITION = Resource(
     plural="subnets",
     model=Subnet,
     not_found=SubnetNotFound,
-    joined=("allocation_pools",),
+    related=("allocation_pools",),
     extra_filters={"shared": _shared_filter},
     attributes=(
         *standard_attributes(),

@@ -1,0 +1,137 @@
+"""Rows as shows and lists read them: Core selects into light, read-only views.
+
+A show or a list page only reads, yet loading ORM instances (identity map, instrumentation, change
+tracking) cost twice what the rows do: a page of 1,000 ports and their addresses took 19 ms as
+instances and 8.5 ms as rows. A view is a named tuple of the mapped class's attributes, with each
+relationship rendering reads as a list of named tuples of the related class's attributes, so rendering
+and policy read a view exactly as they read an instance. Changes still load instances.
+
+The views come from the mapping itself (its column attributes, its relationships' join columns and
+ordering): a new attribute or relationship needs nothing here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, bindparam, inspect, select
+from sqlalchemy.orm import Mapper, RelationshipProperty
+from sqlalchemy.sql import ColumnElement, Select
+
+from pipam.service.attributes import Resource
+
+# Parents per IN list when a page's relationships are loaded (SQLAlchemy's selectin loader uses 500 too).
+CHUNK = 500
+
+
+def _columns(mapper: Mapper[Any]) -> tuple[list[str], list[ColumnElement[Any]]]:
+    """The mapped class's column attributes: their names, and their expressions labelled by them."""
+    attrs = list(mapper.column_attrs)
+    return [a.key for a in attrs], [a.expression.label(a.key) for a in attrs]
+
+
+def _tuple_class(name: str, fields: Sequence[str]) -> type[tuple[Any, ...]]:
+    return NamedTuple(name, [(f, Any) for f in fields])  # type: ignore[return-value]
+
+
+class _Relation:
+    """One relationship a view carries: how to load it for many parents, or join it to one."""
+
+    def __init__(self, parent: type, name: str) -> None:
+        prop: RelationshipProperty[Any] = inspect(parent).relationships[name]
+        if len(prop.local_remote_pairs or ()) != 1:
+            raise TypeError(f"{parent.__name__}.{name}: a view joins a relationship on one column")
+        ((local, remote),) = prop.local_remote_pairs or ()
+        child = prop.mapper
+        names, self.columns = _columns(child)
+        self.name = name
+        self.make = _tuple_class(f"{child.class_.__name__}View", names)
+        self.local_key = next(a.key for a in inspect(parent).column_attrs if local in a.columns)
+        self.remote = remote
+        self.join = prop.primaryjoin
+        self.table = child.local_table
+        self.order_by = list(prop.order_by or ())
+        # A show joins the children: rows without one (an outer join's NULLs) and repeats are skipped.
+        self.identity = [
+            names.index(next(a.key for a in child.column_attrs if pk in a.columns)) for pk in child.primary_key
+        ]
+
+    def by_parent(self, conn: Connection, keys: list[Any]) -> dict[Any, list[tuple[Any, ...]]]:
+        """The children of these parents, grouped by the parent's join column, in the relationship's order."""
+        found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+        make = self.make._make  # type: ignore[attr-defined]
+        for start in range(0, len(keys), CHUNK):
+            stmt = select(*self.columns, self.remote).where(self.remote.in_(keys[start : start + CHUNK]))
+            for row in conn.execute(stmt.order_by(*self.order_by)):
+                found[row[-1]].append(make(row[:-1]))
+        return found
+
+
+class ViewLoader:
+    """Views of one resource's rows and the relationships its rendering reads."""
+
+    def __init__(self, resource: Resource) -> None:
+        model = resource.model
+        names, self.columns = _columns(inspect(model))
+        self.relations = [_Relation(model, name) for name in resource.related]
+        self.make = _tuple_class(f"{model.__name__}View", [*names, *(r.name for r in self.relations)])
+        self._width = len(names)
+        self._one = self._show_statement(model)
+
+    def select(self) -> Select[Any]:
+        """The rows' columns, for a list to add its filters, order and limit to."""
+        return select(*self.columns)
+
+    def complete(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> list[Any]:
+        """Views of rows of ``select()``, with their relationships loaded for all of them at once."""
+        rows = list(rows)
+        make = self.make._make  # type: ignore[attr-defined]
+        if not self.relations:
+            return [make(row) for row in rows]
+        children = []
+        for relation in self.relations:
+            local = self.make._fields.index(relation.local_key)  # type: ignore[attr-defined]
+            keys = list(dict.fromkeys(row[local] for row in rows))
+            children.append((local, relation.by_parent(conn, keys)))
+        return [make((*row, *(found.get(row[i], []) for i, found in children))) for row in rows]
+
+    def show(self, conn: Connection, item_id: str) -> Any:
+        """One row's view, its relationships joined in the same statement; None when there is no such row."""
+        rows = conn.execute(self._one, {"item_id": item_id}).all()
+        if not rows:
+            return None
+        children: list[list[tuple[Any, ...]]] = []
+        start = self._width
+        for relation in self.relations:
+            end = start + len(relation.columns)
+            seen: set[tuple[Any, ...]] = set()
+            items = []
+            for row in rows:
+                child = row[start:end]
+                identity = tuple(child[i] for i in relation.identity)
+                if all(v is None for v in identity) or identity in seen:
+                    continue
+                seen.add(identity)
+                items.append(relation.make._make(child))  # type: ignore[attr-defined]
+            children.append(items)
+            start = end
+        return self.make._make((*rows[0][: self._width], *children))  # type: ignore[attr-defined]
+
+    def _show_statement(self, model: type) -> Select[Any]:
+        """The row outer-joined to each relationship, built once (building per request cost a third of a show)."""
+        stmt = select(*self.columns, *(c for r in self.relations for c in r.columns))
+        for relation in self.relations:
+            stmt = stmt.outerjoin(relation.table, relation.join)
+        stmt = stmt.where(model.id == bindparam("item_id"))  # type: ignore[attr-defined]
+        return stmt.order_by(*(o for r in self.relations for o in r.order_by))
+
+
+_LOADERS: dict[str, ViewLoader] = {}
+
+
+def views_of(resource: Resource) -> ViewLoader:
+    if resource.singular not in _LOADERS:
+        _LOADERS[resource.singular] = ViewLoader(resource)
+    return _LOADERS[resource.singular]

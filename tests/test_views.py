@@ -1,0 +1,102 @@
+"""Shows and lists read rows as views (``pipam.service.views``): every resource renders from its view
+exactly as from its ORM instance, relationships and their order included, on every database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipam.api.rendering import render
+from pipam.service.listing import ListQuery, list_items
+from pipam.service.policy import ADMIN, Caller, get_visible
+from pipam.service.resources import discover
+from pipam.service.views import CHUNK
+from pipam.testing import local
+from tests.helpers import net, pool, port, subnet
+
+CALLERS = [ADMIN, Caller(project_id="someone-else")]
+
+
+@pytest.fixture
+def many_of_each(db) -> dict[str, list[str]]:
+    """Resources with no, one and several related rows, whose natural order differs from creation order."""
+    client = local.LocalClient(db)
+    scope = client.create("address_scope", name="s", ip_version=4)
+    plain_pool = pool(db, name="p0", prefixes=["10.200.0.0/16"], default_prefixlen=24)
+    scoped_pool = pool(
+        db,
+        name="p1",
+        prefixes=["10.9.0.0/16", "10.8.0.0/16", "10.7.0.0/24"],
+        default_prefixlen=24,
+        address_scope_id=scope["id"],
+    )
+    empty = net(db, name="empty")["id"]
+    n = net(db, name="n", shared=True)["id"]
+    v4 = subnet(
+        db,
+        n,
+        "10.8.0.0/24",
+        subnetpool_id=scoped_pool["id"],
+        allocation_pools=[{"start": "10.8.0.200", "end": "10.8.0.250"}, {"start": "10.8.0.10", "end": "10.8.0.20"}],
+    )
+    v6 = subnet(db, n, "fd00:1::/64", ip_version=6)
+    ports = [
+        port(db, n, fixed_ips=[{"ip_address": "10.8.0.19"}, {"ip_address": "10.8.0.201"}, {"subnet_id": v6["id"]}]),
+        port(db, n, fixed_ips=[]),
+        port(db, n, tags=["a", "b"]),
+    ]
+    return {
+        "address_scope": [scope["id"]],
+        "subnetpool": [plain_pool["id"], scoped_pool["id"]],
+        "network": [empty, n],
+        "subnet": [v4["id"], v6["id"]],
+        "port": [p["id"] for p in ports],
+    }
+
+
+@pytest.mark.parametrize("caller", CALLERS, ids=["admin", "project"])
+def test_a_shown_view_renders_as_its_instance(db, many_of_each, caller):
+    for module in discover():
+        definition = module.DEFINITION
+        for item_id in many_of_each[definition.singular]:
+
+            def compare(u, definition=definition, item_id=item_id) -> None:
+                view = get_visible(u.session, definition, item_id, ADMIN, shown=True)
+                instance = u.session.get(definition.model, item_id)
+                assert not isinstance(view, definition.model)
+                assert render(definition, view, caller=caller) == render(definition, instance, caller=caller)
+
+            db.run(compare, write=False)
+
+
+@pytest.mark.parametrize("caller", CALLERS, ids=["admin", "project"])
+def test_a_listed_view_renders_as_its_instance(db, many_of_each, caller):
+    for module in discover():
+        definition = module.DEFINITION
+
+        def compare(u, definition=definition) -> None:
+            page = list_items(u.session, definition, ListQuery(), ADMIN)
+            assert sorted(v.id for v in page.items) == sorted(many_of_each[definition.singular])
+            for view in page.items:
+                instance = u.session.get(definition.model, view.id)
+                assert render(definition, view, caller=caller) == render(definition, instance, caller=caller)
+
+        db.run(compare, write=False)
+
+
+def test_a_page_larger_than_one_in_list_loads_every_row_its_relationships(db):
+    """The relationships of a page are read in IN lists of ``CHUNK`` parents; none is lost at the seams."""
+    n = net(db, name="n")["id"]
+    subnet(db, n, "10.0.0.0/20")
+    count = CHUNK + 7
+    db.run(lambda u: local.create_many(u, "port", [{"network_id": n}] * count))
+    definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
+
+    def page(u: Any) -> list[Any]:
+        return list_items(u.session, definition, ListQuery(limit=count), ADMIN).items
+
+    views = db.run(page, write=False)
+    assert len(views) == count
+    assert all(len(v.fixed_ips) == 1 for v in views)
+    assert len({v.fixed_ips[0].ip_address for v in views}) == count
