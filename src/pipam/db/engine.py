@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -20,11 +22,21 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def json_loads(text: str | bytes) -> Any:
+    """JSON columns as read. orjson decodes a port's tags in a fifth of json's time (a list page decodes
+    one per row); json takes what orjson refuses and json itself wrote, such as a lone surrogate's escape."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def make_engine(url: str, *, causal_reads: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url``; on a Galera cluster with ``causal_reads`` (the default) every read waits
     for the write sets the cluster committed before it (``wsrep_sync_wait``)."""
     url = normalise_url(url)
     backend = make_url(url).get_backend_name()
+    kwargs.setdefault("json_deserializer", json_loads)
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _configure_sqlite(engine)

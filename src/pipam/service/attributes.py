@@ -477,6 +477,17 @@ def _tuple_getter(fields: list[str]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda obj: tuple(getattr(obj, f) for f in fields)
 
 
+def _wire_reader(attr: Attr) -> Callable[[Any, Any], Any]:
+    """``(obj, caller) -> attr's wire value``, as ``Attr.value_of`` then ``Kind.wire`` give it, with the
+    choice of reader made once instead of per row."""
+    wire = attr.kind.wire
+    read = attr.read or operator.attrgetter(attr.field)
+    read_for = attr.read_for
+    if read_for is None:
+        return lambda obj, caller: wire(read(obj))
+    return lambda obj, caller: wire(read(obj) if caller is None else read_for(obj, caller))
+
+
 @dataclass
 class Resource:
     singular: str
@@ -497,14 +508,14 @@ class Resource:
     # How rendering reads: the names of the attributes shown as stored, one getter for all of them, and
     # the attributes with a reader or a wire form of their own (see ``wire_values``).
     _plain: tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = field(init=False, repr=False)
-    _computed: tuple[Attr, ...] = field(init=False, repr=False)
+    _computed: tuple[tuple[str, Callable[[Any, Any], Any]], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_name = {a.name: a for a in self.attributes}
         shown = [a for a in self.attributes if a.visible]
         plain = [a for a in shown if a.read is None and a.read_for is None and a.kind.shown_as_stored]
         self._plain = (tuple(a.name for a in plain), _tuple_getter([a.field for a in plain]))
-        self._computed = tuple(a for a in shown if a not in plain)
+        self._computed = tuple((a.name, _wire_reader(a)) for a in shown if a not in plain)
 
     def wire_values(self, obj: Any, caller: Any = None, fields: Collection[str] = ()) -> dict[str, Any]:
         """The visible attributes of ``obj`` (only ``fields`` when given) in their wire form, as ``caller``
@@ -513,9 +524,9 @@ class Resource:
         for is not loaded)."""
         names, getter = self._plain
         shown = dict(zip(names, getter(obj), strict=True))
-        for attr in self._computed:
-            if not fields or attr.name in fields:
-                shown[attr.name] = attr.kind.wire(attr.value_of(obj, caller))
+        for name, read in self._computed:
+            if not fields or name in fields:
+                shown[name] = read(obj, caller)
         return {name: value for name, value in shown.items() if name in fields} if fields else shown
 
     @property
