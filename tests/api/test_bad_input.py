@@ -37,6 +37,29 @@ def test_nul_in_bodies_filters_and_paths_is_400(api):
     assert [n["name"] for n in ok(api.get("/v2.0/networks"))["networks"]] == ["n"]
 
 
+def test_a_lone_surrogate_in_a_body_is_400(api):
+    """JSON may escape half a surrogate pair ("\\ud800"); no database stores it (UTF-8 cannot encode it),
+    so it is refused as bad input, not failed on as a 500, wherever a body carries text."""
+    lone = "x\ud800"
+
+    def escaped(body: object) -> dict[str, object]:  # httpx's own encoding cannot write a lone surrogate
+        return {"content": json.dumps(body), "headers": {"content-type": "application/json"}}
+
+    err(api.post("/v2.0/networks", **escaped({"network": {"name": lone}})), 400)
+    err(api.post("/v2.0/networks", **escaped({"networks": [{"name": "ok"}, {"description": lone}]})), 400)
+    net = mk(api, "network", name="n")
+    err(api.put(f"/v2.0/networks/{net['id']}", **escaped({"network": {"name": lone}})), 400)
+    err(api.put(f"/v2.0/networks/{net['id']}/tags", **escaped({"tags": [lone]})), 400)
+    err(api.post("/v2.0/ports", **escaped({"port": {"network_id": net["id"], "tags": [lone]}})), 400)
+    err(api.post("/v2.0/ports", **escaped({"port": {"network_id": net["id"], "device_owner": lone}})), 400)
+    for path in (f"/v2.0/networks/{net['id']}/tags/%ED%A0%80", "/v2.0/networks?name=%ED%A0%80"):
+        assert api.get(path).status_code < 500, path
+    # A whole pair is text, and kept as sent.
+    assert mk(api, "network", name="\U0001f600")["name"] == "\U0001f600"
+    assert sorted(n["name"] for n in ok(api.get("/v2.0/networks"))["networks"]) == ["n", "\U0001f600"]
+    assert ok(api.get("/v2.0/ports"))["ports"] == []
+
+
 @pytest.mark.parametrize(
     "cidr",
     [" 10.1.0.0/24", "10.1.0.0/24 ", "10.1.0.0 /24", "\t10.1.0.0/24", "fd00:: /64"],

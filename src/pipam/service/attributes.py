@@ -72,9 +72,17 @@ class Kind:
         return {"anyOf": [base, {"type": "null"}]} if self.nullable else base
 
 
-def _no_nul(text: str) -> str:
+def _storable_text(text: str) -> str:
+    """Text every database stores: no NUL, and no lone surrogate, which a JSON body can carry as an
+    escape (``"\\ud800"``) but UTF-8 cannot encode (SQLite and PostgreSQL fail to store it, MariaDB's
+    JSON check refuses it)."""
     if "\x00" in text:
         raise Invalid("NUL characters are not allowed")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise Invalid("a lone surrogate (an unpaired \\ud800-\\udfff escape) is not text") from None
     return text
 
 
@@ -88,7 +96,7 @@ class Str(Kind):
             raise Invalid(f"'{value}' is not a valid string")
         if len(value) > self.max_len:
             raise Invalid(f"'{value[:32]}...' exceeds maximum length of {self.max_len}")
-        return _no_nul(value)
+        return _storable_text(value)
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "maxLength": self.max_len}
@@ -169,7 +177,7 @@ class Uuid(Kind):
         return value.lower()
 
     def parse_filter(self, text: str) -> str:
-        return _no_nul(text)  # filtering by an id that cannot exist finds nothing, as in Neutron
+        return _storable_text(text)  # filtering by an id that cannot exist finds nothing, as in Neutron
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "format": "uuid"}
@@ -217,7 +225,7 @@ class Ip(Kind):
         return parse_ip(value)
 
     def parse_filter(self, text: str) -> str:
-        return _no_nul(text)
+        return _storable_text(text)
 
     def wire(self, value: Any) -> Any:
         return None if value is None else str(value)
@@ -242,7 +250,7 @@ class Cidr(Kind):
             raise
 
     def parse_filter(self, text: str) -> str:
-        return _no_nul(text)
+        return _storable_text(text)
 
     def wire(self, value: Any) -> Any:
         return None if value is None else str(value)
@@ -267,7 +275,7 @@ class Mac(Kind):
         return str(eui)
 
     def parse_filter(self, text: str) -> str:
-        return _no_nul(text.lower())
+        return _storable_text(text.lower())
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "description": "a MAC address, e.g. fa:16:3e:00:00:01"}
@@ -339,7 +347,7 @@ def check_tag(tag: Any) -> str:
         raise Invalid(f"'{tag}' is not a valid string")
     if len(tag) > TAG_MAX_LEN:
         raise Invalid(f"'{tag[:64]}...' exceeds maximum length of {TAG_MAX_LEN}")
-    return _no_nul(tag)
+    return _storable_text(tag)
 
 
 def check_tag_list(value: Any) -> list[str]:
