@@ -155,7 +155,7 @@ def create_app_from_env() -> FastAPI:
         log.log(level, "%s", message)
     # What exists now (modules, the app, SQLAlchemy's mappers and compiled statements) lives as long as the
     # process: keep it out of the cycle collector's passes, which otherwise rescan it while a request
-    # builds thousands of ORM objects (a 1,000-port list page spent about a fifth of its time there).
+    # builds thousands of objects (a 1,000-port list page spent about a fifth of its time there).
     gc.freeze()
     # A list page builds thousands of objects that all live until the answer is written, so Python's
     # default pass every 700 new objects frees nothing: every 10,000 took a 1,000-port page from 30.7 to
