@@ -129,3 +129,19 @@ def test_a_tag_only_json_can_decode_is_still_read(db):
         return listed[0].tags, get_visible(u.session, definition, made["id"], ADMIN, shown=True).tags
 
     assert db.run(read, write=False) == (["\ud800x"], ["\ud800x"])
+
+
+def test_a_tag_filtered_page_that_fills_early_still_loads_its_relationships(db):
+    """Tag filters read rows as a stream and stop when the page is full; the page's addresses are read
+    after that on the same connection, which must not trip over the unfinished stream."""
+    n = net(db, name="n")["id"]
+    subnet(db, n, "10.0.0.0/24")
+    db.run(lambda u: local.create_many(u, "port", [{"network_id": n, "tags": ["a"]}] * 5))
+    definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
+
+    def page(u: Any) -> list[Any]:
+        return list_items(u.session, definition, ListQuery(filters={"tags": ["a"]}, limit=2), ADMIN).items
+
+    views = db.run(page, write=False)
+    assert len(views) == 2
+    assert all(len(v.fixed_ips) == 1 for v in views)

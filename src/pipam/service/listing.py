@@ -157,12 +157,14 @@ def list_items(
         rows = conn.execute(stmt.limit(limit)).all()
     else:
         # Tags live in a JSON column: filtered here, reading on until the page is full.
+        # The stream is closed before the page's relationships are read on the same connection.
         rows = []
-        for row in conn.execute(stmt.execution_options(yield_per=500)):
-            if all(_tag_match(k, v, list(row.tags or [])) for k, v in tag_filters.items()):
-                rows.append(row)
-                if len(rows) == limit:
-                    break
+        with conn.execute(stmt.execution_options(yield_per=500)) as stream:
+            for row in stream:
+                if all(_tag_match(k, v, list(row.tags or [])) for k, v in tag_filters.items()):
+                    rows.append(row)
+                    if len(rows) == limit:
+                        break
     items = views.complete(conn, rows)
     full = len(items) == limit
     if query.page_reverse:
