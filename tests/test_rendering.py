@@ -13,7 +13,7 @@ import pytest
 from pipam.api.context import read
 from pipam.api.rendering import render
 from pipam.service.attributes import Timestamp
-from pipam.service.policy import ADMIN, Caller, get_visible
+from pipam.service.policy import ADMIN, Caller, show_visible
 from pipam.service.resources import discover
 from pipam.testing import local
 from tests.helpers import net, pool, port, subnet
@@ -55,7 +55,7 @@ def test_every_resource_renders_each_attribute_as_its_map_says(db, one_of_each, 
         item_id = one_of_each[definition.singular]
 
         def compare(u, definition=definition, item_id=item_id) -> None:
-            obj = get_visible(u.session, definition, item_id, ADMIN, shown=True)
+            obj = show_visible(u.tx, definition, item_id, ADMIN)
             assert render(definition, obj, caller=caller) == one_by_one(definition, obj, caller)
             names = [a.name for a in definition.visible()][::3]
             assert render(definition, obj, names, caller) == {

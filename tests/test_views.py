@@ -13,7 +13,7 @@ from pipam.api.rendering import render
 from pipam.db.engine import json_loads
 from pipam.db.models import Port
 from pipam.service.listing import ListQuery, list_items
-from pipam.service.policy import ADMIN, Caller, get_visible
+from pipam.service.policy import ADMIN, Caller, show_visible
 from pipam.service.resources import discover
 from pipam.service.views import CHUNK
 from pipam.testing import local
@@ -66,7 +66,7 @@ def test_a_shown_view_renders_as_its_instance(db, many_of_each, caller):
         for item_id in many_of_each[definition.singular]:
 
             def compare(u, definition=definition, item_id=item_id) -> None:
-                view = get_visible(u.session, definition, item_id, ADMIN, shown=True)
+                view = show_visible(u.tx, definition, item_id, ADMIN)
                 instance = u.session.get(definition.model, item_id)
                 assert not isinstance(view, definition.model)
                 assert render(definition, view, caller=caller) == render(definition, instance, caller=caller)
@@ -80,7 +80,7 @@ def test_a_listed_view_renders_as_its_instance(db, many_of_each, caller):
         definition = module.DEFINITION
 
         def compare(u, definition=definition) -> None:
-            page = list_items(u.session, definition, ListQuery(), ADMIN)
+            page = list_items(u.tx, definition, ListQuery(), ADMIN)
             assert sorted(v.id for v in page.items) == sorted(many_of_each[definition.singular])
             for view in page.items:
                 instance = u.session.get(definition.model, view.id)
@@ -98,7 +98,7 @@ def test_a_page_larger_than_one_in_list_loads_every_row_its_relationships(db):
     definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
 
     def page(u: Any) -> list[Any]:
-        return list_items(u.session, definition, ListQuery(limit=count), ADMIN).items
+        return list_items(u.tx, definition, ListQuery(limit=count), ADMIN).items
 
     views = db.run(page, write=False)
     assert len(views) == count
@@ -125,8 +125,8 @@ def test_a_tag_only_json_can_decode_is_still_read(db):
     definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
 
     def read(u: Any) -> tuple[Any, Any]:
-        listed = list_items(u.session, definition, ListQuery(), ADMIN).items
-        return listed[0].tags, get_visible(u.session, definition, made["id"], ADMIN, shown=True).tags
+        listed = list_items(u.tx, definition, ListQuery(), ADMIN).items
+        return listed[0].tags, show_visible(u.tx, definition, made["id"], ADMIN).tags
 
     assert db.run(read, write=False) == (["\ud800x"], ["\ud800x"])
 
@@ -140,7 +140,7 @@ def test_a_tag_filtered_page_that_fills_early_still_loads_its_relationships(db):
     definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
 
     def page(u: Any) -> list[Any]:
-        return list_items(u.session, definition, ListQuery(filters={"tags": ["a"]}, limit=2), ADMIN).items
+        return list_items(u.tx, definition, ListQuery(filters={"tags": ["a"]}, limit=2), ADMIN).items
 
     views = db.run(page, write=False)
     assert len(views) == 2

@@ -18,7 +18,7 @@ from pipam.service.attributes import MemberAction, Resource, Tags
 from pipam.service.common import require_revision
 from pipam.service.database import UnitOfWork
 from pipam.service.listing import list_items
-from pipam.service.policy import Caller, get_visible
+from pipam.service.policy import Caller, get_visible, show_visible
 from pipam.service.resources import ResourceModule
 
 
@@ -135,7 +135,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         base = str(request.url.replace(query=""))
 
         def run(u: UnitOfWork) -> dict[str, Any]:
-            page = list_items(u.session, definition, query, caller)
+            page = list_items(u.tx, definition, query, caller)
             items = [render(definition, obj, fields, caller) for obj in page.items]
             return page_body(
                 definition.plural, items, links(base, query, fields, [o.id for o in page.items], page.full)
@@ -176,7 +176,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         fields = fields_of(request)
 
         def fetch(u: UnitOfWork) -> dict[str, Any]:
-            shown = get_visible(u.session, definition, item_id, caller, shown=True)
+            shown = show_visible(u.tx, definition, item_id, caller)
             return render(definition, shown, fields, caller)
 
         return JsonResponse({definition.singular: await read(db, fetch)})

@@ -11,12 +11,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from pipam.db.engine import is_connection_lost, is_retryable, make_sessionmaker
 from pipam.errors import Conflict, DatabaseUnavailable, RetryTransaction, TooMuchContention
@@ -26,11 +26,40 @@ T = TypeVar("T")
 
 
 class Transaction:
-    """A session inside one transaction, and the undos of what the transaction did outside the database."""
+    """One transaction: its connection, its ORM session, and the undos of what it did outside the database.
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    A write begins on its session (which flushes at commit). A read begins on a connection and opens a
+    session on it only when something asks for one: a show or a list page selects rows as views
+    (``pipam.service.views``) and never needs one, and the session's own transaction handling cost
+    about a third of such a read."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._session: Session | None = None
+        self._connection: Connection | None = None
         self._undos: list[Callable[[], None]] = []
+
+    def read_on(self, connection: Connection) -> None:
+        """A read: the transaction is ``connection``'s, and a session, if one is asked for, joins it."""
+        self._connection = connection
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            bind = {} if self._connection is None else {"bind": self._connection}
+            self._session = self._sessions(**bind)
+        return self._session
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self.session.connection()
+        return self._connection
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
         self._undos.append(undo)
@@ -52,7 +81,8 @@ class Runner:
         self.engine = engine
         self.attempts = max(1, retries)
         self._write = make_sessionmaker(engine)
-        self._read = make_sessionmaker(engine.execution_options(sqlite_immediate=False))
+        self._read_engine = engine.execution_options(sqlite_immediate=False)
+        self._read = make_sessionmaker(self._read_engine)
         self.retries = 0  # transactions rerun after a deadlock or a lost race (benchmarks report it)
         # The database lives in this process (SQLite): no network between it and the caller.
         self.embedded = engine.url.get_backend_name() == "sqlite"
@@ -78,12 +108,9 @@ class Runner:
         """
         attempts = self.attempts if retry else 1
         for attempt in range(1, attempts + 1):
-            tx = Transaction(self.session(write))
-            queue = self._sqlite_writes if write and self._sqlite_writes is not None else contextlib.nullcontext()
+            tx = Transaction(self._write if write else self._read)
             try:
-                with queue, tx.session.begin():
-                    if snapshot and not self.embedded:
-                        tx.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                with self._begin(tx, write, snapshot):
                     result = fn(tx)
                 return result
             except (RetryTransaction, DBAPIError) as exc:
@@ -103,5 +130,26 @@ class Runner:
                 tx.undo()
                 raise
             finally:
-                tx.session.close()
+                tx.close()
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _begin(self, tx: Transaction, write: bool, snapshot: bool) -> Iterator[None]:
+        """Begin ``tx``; commit it when the block ends, roll it back when the block raises."""
+        isolation = {"isolation_level": "REPEATABLE READ"} if snapshot and not self.embedded else {}
+        if write:
+            queue = self._sqlite_writes if self._sqlite_writes is not None else contextlib.nullcontext()
+            with queue, tx.session.begin():
+                if isolation:
+                    tx.session.connection(execution_options=isolation)
+                yield
+            return
+        with self._read_engine.connect() as conn:
+            if isolation:
+                conn.execution_options(**isolation)
+            with conn.begin():
+                tx.read_on(conn)
+                try:
+                    yield
+                finally:
+                    tx.close()  # before the connection's transaction ends, which the session only joined

@@ -123,5 +123,5 @@ def show(uow: UnitOfWork, network_id: str, caller: Caller = ADMIN) -> NetworkAva
 def list_availability(
     uow: UnitOfWork, query: ListQuery, caller: Caller = ADMIN
 ) -> tuple[list[NetworkAvailability], Page]:
-    page = list_items(uow.session, DEFINITION, query, caller)
+    page = list_items(uow.tx, DEFINITION, query, caller)
     return _of(uow, page.items, _versions(query.filters.get("ip_version", []))), page

@@ -74,9 +74,12 @@ class UnitOfWork:
     def __init__(self, db: Database, tx: Transaction) -> None:
         self.db = db
         self.tx = tx
-        self.session = tx.session
         self.settings = db.settings
         self._addresses: AllocationEngine | None = None
+
+    @property
+    def session(self) -> Session:
+        return self.tx.session
 
     @property
     def addresses(self) -> AllocationEngine:

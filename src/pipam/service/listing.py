@@ -16,6 +16,7 @@ from sqlalchemy import and_, false, literal, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
+from pipam.db.transactions import Transaction
 from pipam.errors import BadRequest, HTTPBadRequest, InvalidInput, MarkerNotFound
 from pipam.service.attributes import Invalid, Resource
 from pipam.service.policy import Caller, can_read, visible_clause
@@ -137,8 +138,10 @@ def _after(order: list[tuple[Any, bool]], marker: Any) -> ColumnElement[bool]:
 
 
 def list_items(
-    session: Session, resource: Resource, query: ListQuery, caller: Caller, extra: ColumnElement[bool] | None = None
+    tx: Transaction, resource: Resource, query: ListQuery, caller: Caller, extra: ColumnElement[bool] | None = None
 ) -> Page:
+    """A page of the resource's rows as read-only views (``pipam.service.views``), with what rendering
+    reads of their relationships; the session is opened only to look a marker up."""
     views = views_of(resource)
     clauses, tag_filters = _where(resource, query.filters)
     visible = visible_clause(caller, resource)
@@ -149,10 +152,10 @@ def list_items(
     order = _order(resource, query)
     stmt: Select[Any] = views.select().where(*clauses).order_by(*_order_by(order))
     if query.marker is not None:
-        marker = _marker(session, resource, query.marker, caller)
+        marker = _marker(tx.session, resource, query.marker, caller)
         stmt = stmt.where(_after(order, marker))
     limit = query.limit
-    conn = session.connection()
+    conn = tx.connection
     if not tag_filters:
         rows = conn.execute(stmt.limit(limit)).all()
     else:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from pipam.db.models import Network
+from pipam.db.transactions import Transaction
 from pipam.errors import HTTPBadRequest, PolicyNotAuthorized
 from pipam.service.attributes import MISSING, Request, Resource
 from pipam.service.views import views_of
@@ -325,19 +326,16 @@ def visible_clause(caller: Caller, resource: Resource) -> ColumnElement[bool] | 
     return None if found is None else found.where(caller, resource)
 
 
-def fetch(
-    session: Session, resource: Resource, item_id: object, *, for_update: bool = False, shown: bool = False
-) -> Any:
-    """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do.
-
-    ``shown``: it is about to be rendered and not changed: a read-only view (``pipam.service.views``)
-    with what rendering reads in the same statement."""
+def _valid_id(resource: Resource, item_id: object) -> str:
+    """An id that could exist; anything else (too long, NUL, not a string) is the resource's 404."""
     if not isinstance(item_id, str) or len(item_id) > 36 or "\x00" in item_id:
         raise resource.missing(str(item_id)[:64])
-    if shown and not for_update:
-        obj = views_of(resource).show(session.connection(), item_id)
-    else:
-        obj = session.get(resource.model, item_id, with_for_update=for_update or None)
+    return item_id
+
+
+def fetch(session: Session, resource: Resource, item_id: object, *, for_update: bool = False) -> Any:
+    """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do."""
+    obj = session.get(resource.model, _valid_id(resource, item_id), with_for_update=for_update or None)
     if obj is None:
         raise resource.missing(item_id)
     return obj
@@ -350,11 +348,22 @@ def get_visible(
     caller: Caller = ADMIN,
     *,
     for_update: bool = False,
-    shown: bool = False,
 ) -> Any:
     """The resource by id, as the caller may read it; anything else is the resource's 404."""
-    obj = fetch(session, resource, item_id, for_update=for_update, shown=shown)
+    obj = fetch(session, resource, item_id, for_update=for_update)
     if not can_read(session, caller, resource, obj):
+        raise resource.missing(obj.id)
+    return obj
+
+
+def show_visible(tx: Transaction, resource: Resource, item_id: object, caller: Caller = ADMIN) -> Any:
+    """What a show renders: the row's read-only view (``pipam.service.views``) with what rendering reads,
+    in one statement, if the caller may read it; anything else is the resource's 404. The policy's
+    lookups (a port's network) open the transaction's session; an admin's show never does."""
+    obj = views_of(resource).show(tx.connection, _valid_id(resource, item_id))
+    if obj is None:
+        raise resource.missing(item_id)
+    if not caller.admin and not can_read(tx.session, caller, resource, obj):
         raise resource.missing(obj.id)
     return obj
 
