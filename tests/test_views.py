@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.orm import Session
 
 from pipam.api.rendering import render
 from pipam.db.engine import json_loads
@@ -145,3 +146,30 @@ def test_a_tag_filtered_page_that_fills_early_still_loads_its_relationships(db):
     views = db.run(page, write=False)
     assert len(views) == 2
     assert all(len(v.fixed_ips) == 1 for v in views)
+
+
+def test_an_admin_show_and_a_page_open_no_orm_session(db):
+    """Reads select views on the transaction's connection; the ORM session is opened only when something
+    needs it: a marker's lookup, or the policy's lookup of a port's network for a project's caller."""
+    n = net(db, name="n")["id"]
+    subnet(db, n, "10.0.0.0/24")
+    made = [port(db, n, project_id="p1")["id"] for _ in range(3)]
+    definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
+    opened: list[object] = []
+
+    def count(session: Any, transaction: Any, connection: Any) -> None:
+        opened.append(session)
+
+    event.listen(Session, "after_begin", count)
+    try:
+        db.run(lambda u: show_visible(u.tx, definition, made[0], ADMIN), write=False)
+        db.run(lambda u: list_items(u.tx, definition, ListQuery(limit=2), ADMIN), write=False)
+        assert opened == []
+        page = db.run(lambda u: list_items(u.tx, definition, ListQuery(limit=2, marker=min(made)), ADMIN), write=False)
+        assert len(opened) == 1 and len(page.items) == 2
+        shown = db.run(
+            lambda u: show_visible(u.tx, definition, made[0], Caller(project_id="p1", restricted=True)), write=False
+        )
+        assert len(opened) == 2 and shown.id == made[0]
+    finally:
+        event.remove(Session, "after_begin", count)
