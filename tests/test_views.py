@@ -20,7 +20,7 @@ from pipam.service.views import CHUNK
 from pipam.testing import local
 from tests.helpers import net, pool, port, subnet
 
-CALLERS = [ADMIN, Caller(project_id="someone-else")]
+CALLERS = [ADMIN, Caller(project_id="someone-else", restricted=True)]
 
 
 @pytest.fixture
