@@ -47,7 +47,9 @@ def one_of_each(db) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("caller", [ADMIN, Caller(project_id="someone-else", restricted=True)], ids=["admin", "project"])
+@pytest.mark.parametrize(
+    "caller", [ADMIN, Caller(project_id="someone-else", restricted=True)], ids=["admin", "project"]
+)
 def test_every_resource_renders_each_attribute_as_its_map_says(db, one_of_each, caller):
     shown: set[str] = set()
     for module in discover():

@@ -135,7 +135,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         base = str(request.url.replace(query=""))
 
         def run(u: UnitOfWork) -> dict[str, Any]:
-            page = list_items(u.tx, definition, query, caller)
+            page = list_items(u.tx, definition, query, caller, fields=fields)
             items = [render(definition, obj, fields, caller) for obj in page.items]
             return page_body(
                 definition.plural, items, links(base, query, fields, [o.id for o in page.items], page.full)

@@ -425,6 +425,9 @@ class Attr:
     # how to read it for one caller, when a caller may not see all of it (a network's subnets)
     read_for: Callable[[Any, Any], Any] | None = None
     column: str | None = None  # the model's column for filters and sorts, when not ``field``
+    # the relationship ``read`` reads (a port's addresses): shows and lists load it with the rows, a list
+    # asked for other ``fields`` only does not
+    related: str | None = None
 
     @cached_property
     def field(self) -> str:
@@ -510,9 +513,9 @@ class Resource:
     label: str = ""  # as messages name it ("Subnet pool"); default: from the not-found error's name
     path: str = ""  # the collection in URLs when it differs from ``plural`` ("address-scopes")
     actions: tuple[MemberAction, ...] = ()
-    # relationships rendering reads: shows and lists load them with the rows (``pipam.service.views``)
-    related: tuple[str, ...] = ()
     by_name: dict[str, Attr] = field(init=False)
+    # The relationships rendering reads (its attributes' ``related``), each with the attributes that read it.
+    related: dict[str, tuple[str, ...]] = field(init=False)
     # How rendering reads: the names of the attributes shown as stored, one getter for all of them, and
     # the attributes with a reader or a wire form of their own (see ``wire_values``).
     _plain: tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = field(init=False, repr=False)
@@ -520,6 +523,11 @@ class Resource:
 
     def __post_init__(self) -> None:
         self.by_name = {a.name: a for a in self.attributes}
+        related: dict[str, list[str]] = {}
+        for a in self.attributes:
+            if a.related is not None:
+                related.setdefault(a.related, []).append(a.name)
+        self.related = {name: tuple(names) for name, names in related.items()}
         shown = [a for a in self.attributes if a.visible]
         plain = [a for a in shown if a.read is None and a.read_for is None and a.kind.shown_as_stored]
         self._plain = (tuple(a.name for a in plain), _tuple_getter([a.field for a in plain]))

@@ -8,7 +8,7 @@ returns every row exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,10 +138,16 @@ def _after(order: list[tuple[Any, bool]], marker: Any) -> ColumnElement[bool]:
 
 
 def list_items(
-    tx: Transaction, resource: Resource, query: ListQuery, caller: Caller, extra: ColumnElement[bool] | None = None
+    tx: Transaction,
+    resource: Resource,
+    query: ListQuery,
+    caller: Caller,
+    extra: ColumnElement[bool] | None = None,
+    fields: Collection[str] = (),
 ) -> Page:
     """A page of the resource's rows as read-only views (``pipam.service.views``), with what rendering
-    reads of their relationships; the session is opened only to look a marker up."""
+    reads of their relationships (only what ``fields`` shows, when given); the session is opened only
+    to look a marker up."""
     views = views_of(resource)
     clauses, tag_filters = _where(resource, query.filters)
     visible = visible_clause(caller, resource)
@@ -168,7 +174,7 @@ def list_items(
                     rows.append(row)
                     if len(rows) == limit:
                         break
-    items = views.complete(conn, rows)
+    items = views.complete(conn, rows, fields)
     full = len(items) == limit
     if query.page_reverse:
         items.reverse()

@@ -13,7 +13,7 @@ ordering): a new attribute or relationship needs nothing here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, inspect, select
@@ -76,6 +76,7 @@ class ViewLoader:
         model = resource.model
         names, self.columns = _columns(inspect(model))
         self.relations = [_Relation(model, name) for name in resource.related]
+        self._read_by = resource.related  # relationship -> the attributes that read it
         self.make = _tuple_class(f"{model.__name__}View", [*names, *(r.name for r in self.relations)])
         self._width = len(names)
         self._one = self._show_statement(model)
@@ -84,18 +85,23 @@ class ViewLoader:
         """The rows' columns, for a list to add its filters, order and limit to."""
         return select(*self.columns)
 
-    def complete(self, conn: Connection, rows: Iterable[Sequence[Any]]) -> list[Any]:
-        """Views of rows of ``select()``, with their relationships loaded for all of them at once."""
+    def complete(self, conn: Connection, rows: Iterable[Sequence[Any]], fields: Collection[str] = ()) -> list[Any]:
+        """Views of rows of ``select()``, with their relationships loaded for all of them at once: those
+        an attribute in ``fields`` reads (all when ``fields`` is empty). One left out is None, not an
+        empty list, so a reader that still reads it fails instead of showing nothing."""
         rows = list(rows)
         make = self.make._make  # type: ignore[attr-defined]
         if not self.relations:
             return [make(row) for row in rows]
-        children = []
+        children: list[tuple[int, dict[Any, list[Any]]] | None] = []
         for relation in self.relations:
+            if fields and not any(name in fields for name in self._read_by[relation.name]):
+                children.append(None)
+                continue
             local = self.make._fields.index(relation.local_key)  # type: ignore[attr-defined]
             keys = list(dict.fromkeys(row[local] for row in rows))
             children.append((local, relation.by_parent(conn, keys)))
-        return [make((*row, *(found.get(row[i], []) for i, found in children))) for row in rows]
+        return [make((*row, *(None if c is None else c[1].get(row[c[0]], []) for c in children))) for row in rows]
 
     def show(self, conn: Connection, item_id: str) -> Any:
         """One row's view, its relationships joined in the same statement; None when there is no such row."""

@@ -61,7 +61,6 @@ DEFINITION = Resource(
     model=Network,
     not_found=NetworkNotFound,
     shared_column="shared",
-    related=("subnet_ids",),
     attributes=(
         *standard_attributes(),
         Attr("admin_state_up", Bool(), post=True, put=True, default=True, filter=True, sort=True),
@@ -71,9 +70,15 @@ DEFINITION = Resource(
         Attr("mtu", Int(0), post=True, put=True, filter=True, sort=True),
         # Extension external-net: filterable, not sortable, set by admins only.
         Attr("router:external", Bool(), post=True, put=True, default=False, filter=True, admin_only=True),
-        Attr("ipv4_address_scope", Uuid(nullable=True), read=_address_scope(4)),
-        Attr("ipv6_address_scope", Uuid(nullable=True), read=_address_scope(6)),
-        Attr("subnets", ListOf(Uuid()), read=lambda net: [s.id for s in net.subnet_ids], read_for=_subnets_for),
+        Attr("ipv4_address_scope", Uuid(nullable=True), read=_address_scope(4), related="subnet_ids"),
+        Attr("ipv6_address_scope", Uuid(nullable=True), read=_address_scope(6), related="subnet_ids"),
+        Attr(
+            "subnets",
+            ListOf(Uuid()),
+            read=lambda net: [s.id for s in net.subnet_ids],
+            read_for=_subnets_for,
+            related="subnet_ids",
+        ),
     ),
 )
 

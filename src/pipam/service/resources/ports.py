@@ -85,7 +85,6 @@ DEFINITION = Resource(
     plural="ports",
     model=Port,
     not_found=PortNotFound,
-    related=("fixed_ips",),
     extra_filters={"fixed_ips": _fixed_ips_filter},
     attributes=(
         # Ports are the resource whose create body takes tags (tag-ports-during-bulk-creation).
@@ -103,6 +102,7 @@ DEFINITION = Resource(
             post=True,
             put=True,
             read=lambda port: [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in port.fixed_ips],
+            related="fixed_ips",
         ),
     ),
 )

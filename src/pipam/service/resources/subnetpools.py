@@ -68,7 +68,6 @@ PREFIXES_BODY = {
 DEFINITION = Resource(
     singular="subnetpool",
     plural="subnetpools",
-    related=("prefixes",),
     label="Subnet pool",
     model=SubnetPool,
     not_found=SubnetPoolNotFound,
@@ -89,6 +88,7 @@ DEFINITION = Resource(
             put=True,
             required=True,
             read=lambda pool: [p.cidr for p in pool.prefixes],
+            related="prefixes",
         ),
         Attr("ip_version", Int(), filter=True, sort=True),
         # Neutron shows the prefix lengths as strings on create, show and list; its update response

@@ -67,7 +67,6 @@ DEFINITION = Resource(
     plural="subnets",
     model=Subnet,
     not_found=SubnetNotFound,
-    related=("allocation_pools",),
     extra_filters={"shared": _shared_filter},
     attributes=(
         *standard_attributes(),
@@ -82,6 +81,7 @@ DEFINITION = Resource(
             post=True,
             put=True,
             read=lambda s: [{"start": p.first_ip, "end": p.last_ip} for p in s.allocation_pools],
+            related="allocation_pools",
         ),
         Attr("enable_dhcp", Bool(), post=True, put=True, default=True, filter=True, sort=True),
         Attr("ipv6_ra_mode", OneOf(IPV6_MODES, nullable=True), post=True, default=None, filter=True, sort=True),
