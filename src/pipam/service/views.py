@@ -77,6 +77,7 @@ class ViewLoader:
         names, self.columns = _columns(inspect(model))
         self.relations = [_Relation(model, name) for name in resource.related]
         self._read_by = resource.related  # relationship -> the attributes that read it
+        self._local_at = [names.index(r.local_key) for r in self.relations]  # each one's join column in a row
         self.make = _tuple_class(f"{model.__name__}View", [*names, *(r.name for r in self.relations)])
         self._width = len(names)
         self._one = self._show_statement(model)
@@ -94,11 +95,10 @@ class ViewLoader:
         if not self.relations:
             return [make(row) for row in rows]
         children: list[tuple[int, dict[Any, list[Any]]] | None] = []
-        for relation in self.relations:
+        for relation, local in zip(self.relations, self._local_at, strict=True):
             if fields and not any(name in fields for name in self._read_by[relation.name]):
                 children.append(None)
                 continue
-            local = self.make._fields.index(relation.local_key)  # type: ignore[attr-defined]
             keys = list(dict.fromkeys(row[local] for row in rows))
             children.append((local, relation.by_parent(conn, keys)))
         return [make((*row, *(None if c is None else c[1].get(row[c[0]], []) for c in children))) for row in rows]
