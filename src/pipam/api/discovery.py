@@ -9,14 +9,14 @@ from fastapi.responses import JSONResponse
 
 from pipam.api.context import caller_of, database_of, read
 from pipam.api.listing import links, page_body, parse_query
-from pipam.api.rendering import render
+from pipam.api.rendering import JsonResponse, render
 from pipam.errors import ExtensionNotFound, PipamError
 from pipam.ipam import state
 from pipam.service import availability
 from pipam.service.database import UnitOfWork
 from pipam.service.resources import discover
 
-router = APIRouter()
+router = APIRouter(default_response_class=JsonResponse)
 
 # Neutron's alias, name and description of each extension Pipam implements (neutron-lib's API
 # definitions and neutron/extensions), in the order Neutron's own list groups them.

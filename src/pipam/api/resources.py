@@ -126,6 +126,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         prefix=f"/v2.0/{definition.collection_path}",
         tags=[definition.plural],
         dependencies=[Depends(authenticated)],  # the token is checked before any body is read
+        default_response_class=JsonResponse,
     )
 
     @router.get("", summary=f"List {definition.plural}")
