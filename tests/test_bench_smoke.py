@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,36 @@ def test_profile_request():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "get_network: 200 requests" in done.stdout
     assert "Database.run (pipam/service/database.py" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["root", "get_network", "get_port", "port_create", "list"])
+def test_instructions_requests(kind):
+    """What bench.instructions runs inside valgrind: each kind's requests answer 200/201 (else exit 1)."""
+    args = ["--run-kind", kind, "--requests", "2", "--list-ports", "1000"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_instructions(tmp_path):
+    """Counted under callgrind: one figure per kind and the ratio between them."""
+    if shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed (apt-get install valgrind)")
+    out = tmp_path / "i.json"
+    stdout = run_bench("instructions", "--kinds", "root,get_network", "--requests", "3", "--json", str(out))
+    per_request = json.loads(out.read_text())["per_request"]
+    assert set(per_request) == {"root", "get_network"} and all(v > 0 for v in per_request.values())
+    assert "GET network / GET /" in stdout
+
+
+def test_thread_hop(tmp_path):
+    """Both ways of hopping, free and held on one CPU."""
+    out = tmp_path / "h.json"
+    run_bench("thread_hop", "--rounds", "2", "--calls", "50", "--json", str(out))
+    runs = json.loads(out.read_text())["microseconds"]
+    assert "free" in runs and len(runs) == 2
+    assert all(set(r) == {"starlette run_in_threadpool (anyio)", "asyncio run_in_executor"} for r in runs.values())
 
 
 def test_migrate(tmp_path):

@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)  # outermost: every answer is logged
     # The routes go onto the app's own router, not through include_router: since FastAPI 0.137 an
     # included router stays a node that each request scans route by route, twice (the match, then the
-    # dispatch), a quarter of the instructions of a GET network inside the server (bench/README.md,
+    # dispatch): an eighth of the instructions of a GET network inside the server (bench/README.md,
     # fifth round). A router's routes already carry its prefix, tags, dependencies and response class.
     for router in (discovery.router, *(resources.router_for(module) for module in discover())):
         app.router.routes.extend(router.routes)
