@@ -13,7 +13,7 @@ cost of handing a change to the thread pool and back (about 0.2 ms of wall clock
 bench/README.md) is not in it either. Compare two checkouts with the same command, or the kinds
 with each other; the figures are not times.
 
-    python -m bench.instructions                                  # every kind, about 6 minutes
+    python -m bench.instructions                                  # every kind, about 16 minutes
     python -m bench.instructions --kinds root,get_network --requests 200
 
 Needs valgrind (``apt-get install valgrind``).
@@ -33,7 +33,7 @@ from typing import Any
 
 import typer
 
-from bench.common import console, fresh_url, table, write_json
+from bench.common import console, fresh_database, table, write_json
 
 KINDS = ("root", "get_network", "get_port", "port_create", "list")
 # A list page of 1,000 ports costs about 50 times a show: fewer of them keep its runs as long as the others'.
@@ -50,7 +50,8 @@ RATIOS = (
 
 
 async def _call(app: Any, method: str, path: str, query: bytes = b"", body: bytes = b"") -> tuple[int, bytes]:
-    """One request through the ASGI app, as uvicorn would hand it over."""
+    """One request through the ASGI app, as uvicorn would hand it over. Not httpx's ASGITransport: its
+    client side would be counted with the server's work."""
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -123,13 +124,9 @@ async def _requests(app: Any, kind: str, count: int, list_ports: int) -> None:
 def run_requests(kind: str, count: int, list_ports: int) -> None:
     """Build the app as ``pipam serve`` does on a fresh SQLite database, then make ``count`` requests."""
     from pipam.api.app import create_app_from_env
-    from pipam.config import load_settings
-    from pipam.service.bootstrap import upgrade_database
-    from pipam.service.database import Database
 
-    url = fresh_url("sqlite", f"instructions_{os.getpid()}")
-    schema = Database(load_settings(database_url=url, ipam_driver="internal"))
-    upgrade_database(schema.engine, "internal")
+    schema = fresh_database("sqlite", f"instructions_{os.getpid()}", "internal")
+    url = schema.engine.url.render_as_string(hide_password=False)
     schema.dispose()
     os.environ.update(PIPAM_DATABASE_URL=url, PIPAM_IPAM_DRIVER="internal", PIPAM_LOG_LEVEL="WARNING")
     app = create_app_from_env()
@@ -177,7 +174,7 @@ def counted(kind: str, count: int, list_ports: int) -> int:
 
 def main(
     kinds: str = typer.Option(",".join(KINDS), help=f"Comma-separated, of: {', '.join(KINDS)}."),
-    requests: int = typer.Option(100, min=1, help=f"Requests of the shorter run (a list page: 1/{LIST_SHARE})."),
+    requests: int = typer.Option(40, min=1, help=f"Requests of the shorter run (a list page: 1/{LIST_SHARE})."),
     list_ports: int = typer.Option(2000, min=1000, help="Ports on the server when the list page is counted."),
     json_path: str | None = typer.Option(None, "--json", help="Also write the figures here."),
     run_kind: str | None = typer.Option(None, hidden=True, help="Inside valgrind: make the requests."),
