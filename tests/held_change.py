@@ -55,6 +55,18 @@ class HeldChange:
         self.thread.join(60)
 
 
+# A transaction of this database's sessions waiting for a lock. innodb_trx names the waiting session by
+# trx_mysql_thread_id, which now and then is not the session's processlist id: seen here, the fence's
+# UPDATE ran in session 1543 while innodb_trx gave 1542 for its LOCK WAIT (and 1544 for the held change,
+# session 1545), so a join on the id alone never saw the wait and the fence timed out after 50 s. The
+# statement the session runs names it as well.
+MARIADB_LOCK_WAITS = (
+    "SELECT count(*) FROM information_schema.innodb_trx t WHERE t.trx_state = 'LOCK WAIT' AND EXISTS ("
+    "SELECT 1 FROM information_schema.processlist p WHERE p.db = DATABASE() "
+    "AND (p.id = t.trx_mysql_thread_id OR p.info = t.trx_query))"
+)
+
+
 def wait_until_blocked(url: str, thread: threading.Thread, timeout: float = 60) -> None:
     """Wait until some transaction in the database of ``url`` waits for a lock (PostgreSQL, MariaDB),
     and assert that ``thread`` is still running then: it is the one waiting. On SQLite, which has no
@@ -69,8 +81,7 @@ def wait_until_blocked(url: str, thread: threading.Thread, timeout: float = 60) 
                 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE NOT l.granted AND a.datname = current_database()"
                 if engine.dialect.name == "postgresql"
-                else "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
-                "ON p.id = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()"
+                else MARIADB_LOCK_WAITS
             )
             deadline = time.monotonic() + timeout
             with engine.connect() as conn:

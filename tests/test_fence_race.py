@@ -26,6 +26,7 @@ from pipam.migration.runner import Migrator, Options
 from pipam.service.database import Database, UnitOfWork
 from pipam.testing import local
 from tests import dataset
+from tests.held_change import MARIADB_LOCK_WAITS
 from tests.helpers import AtCheckpoint
 from tests.test_migration import OTHER, as_driver, cli_json
 
@@ -41,10 +42,7 @@ def lock_waiters(db: Database) -> int:
     if dialect == "postgresql":
         query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     elif dialect == "mysql":
-        query = (
-            "SELECT count(*) FROM information_schema.innodb_trx t JOIN information_schema.processlist p "
-            "ON p.id = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.db = database()"
-        )
+        query = MARIADB_LOCK_WAITS
     else:
         return 0
     with db.engine.connect() as conn:

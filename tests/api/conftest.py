@@ -14,7 +14,7 @@ from pipam.ipam.drivers.nautobot.client import NautobotClient
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing.local import LocalClient
-from tests.conftest import BACKENDS, reset
+from tests.conftest import BACKENDS, new_schema, reset
 from tests.databases import KINDS
 from tests.nautobot_server import NautobotServer
 from tests.server import Server
@@ -31,6 +31,14 @@ NAUTOBOT_MARKS = [pytest.mark.nautobot, pytest.mark.slow, pytest.mark.xdist_grou
 def db_kind(request: pytest.FixtureRequest) -> str:
     """Overrides tests/conftest.py's: parametrized below, together with ``api_backend``."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def schema_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Overrides tests/conftest.py's, whose cached value would outlive this directory's ``db_kind`` (see
+    ``_database_as_labelled`` there); a database of its own, apart from the other tests' (an API
+    server of the session stays connected to it)."""
+    return new_schema(db_kind, str(tmp_path_factory.mktemp(f"api-{db_kind}")), "api")
 
 
 @pytest.fixture(scope="session")
