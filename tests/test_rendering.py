@@ -4,6 +4,7 @@ that run where they should."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from pipam.api.context import read
 from pipam.api.rendering import render
-from pipam.service.attributes import Timestamp
+from pipam.service.attributes import Ip, ListOf, Record, Timestamp, Uuid
 from pipam.service.policy import ADMIN, Caller, show_visible
 from pipam.service.resources import discover
 from pipam.testing import local
@@ -72,8 +73,27 @@ def test_every_resource_renders_each_attribute_as_its_map_says(db, one_of_each, 
 def test_a_timestamp_is_shown_in_utc_seconds_with_z_naive_or_aware():
     stamp = Timestamp()
     assert stamp.wire(datetime(2026, 1, 31, 12, 0, 5, 999)) == "2026-01-31T12:00:05Z"
+    assert stamp.wire(datetime(2026, 1, 31, 12, 0, 5, 999999)) == "2026-01-31T12:00:05Z"  # cut, not rounded
+    assert stamp.wire(datetime(999, 1, 2, 3, 4, 5)) == "0999-01-02T03:04:05Z"
     assert stamp.wire(datetime(2026, 1, 31, 12, 0, 5, tzinfo=UTC)) == "2026-01-31T12:00:05Z"
     assert stamp.wire(None) is None
+
+
+def test_a_record_converts_the_keys_whose_kind_says_so_and_keeps_the_rest():
+    fixed_ip = Record({"subnet_id": Uuid(), "ip_address": Ip()})
+    stored = {"subnet_id": "s-1", "ip_address": ipaddress.ip_address("10.0.0.5"), "other": 7}
+    assert fixed_ip.wire(stored) == {"subnet_id": "s-1", "ip_address": "10.0.0.5", "other": 7}
+    assert stored["ip_address"] == ipaddress.ip_address("10.0.0.5")  # the value itself is left as it was
+    assert fixed_ip.wire({"subnet_id": "s-1"}) == {"subnet_id": "s-1"}
+    assert not fixed_ip.shown_as_stored and Record({"id": Uuid()}).shown_as_stored
+
+
+def test_a_list_is_a_new_list_of_its_items_wire_forms():
+    ids = ["a", "b"]
+    shown = ListOf(Uuid()).wire(ids)
+    assert shown == ids and shown is not ids
+    assert ListOf(Uuid()).wire(None) == []
+    assert ListOf(Ip()).wire([ipaddress.ip_address("::1")]) == ["::1"]
 
 
 class _Recorder:

@@ -6,6 +6,8 @@ import gc
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -124,7 +126,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     database = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()  # a stopping worker closes its pooled connections
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Pipam",
         version=__version__,
         description="IP address management, OpenStack Networking v2.0 wire format.",
@@ -142,10 +151,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # fifth round). A router's routes already carry its prefix, tags, dependencies and response class.
     for router in (discovery.router, *(resources.router_for(module) for module in discover())):
         app.router.routes.extend(router.routes)
-
-    @app.on_event("shutdown")
-    def _dispose() -> None:
-        database.dispose()
 
     return app
 

@@ -298,6 +298,8 @@ class ListOf(Kind):
         return items
 
     def wire(self, value: Any) -> Any:
+        if self.item.shown_as_stored:
+            return list(value or [])
         return [self.item.wire(v) for v in value or []]
 
     def json_schema(self) -> dict[str, Any]:
@@ -310,6 +312,12 @@ class Record(Kind):
 
     keys: dict[str, Kind] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    # The keys whose wire form is not the value itself: a port's fixed_ips are a record per address on
+    # every row of a list page, and calling an identity ``wire`` for the others cost 0.2 ms a page.
+    _converted: tuple[tuple[str, Kind], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._converted = tuple((k, kind) for k, kind in self.keys.items() if not kind.shown_as_stored)
 
     def check(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -323,7 +331,15 @@ class Record(Kind):
         return {k: self.keys[k].parse(v) for k, v in value.items()}
 
     def wire(self, value: Any) -> Any:
-        return {k: self.keys[k].wire(v) if k in self.keys else v for k, v in value.items()}
+        shown = dict(value)
+        for key, kind in self._converted:
+            if key in shown:
+                shown[key] = kind.wire(shown[key])
+        return shown
+
+    @property
+    def shown_as_stored(self) -> bool:
+        return not self._converted
 
     def json_schema(self) -> dict[str, Any]:
         return {
@@ -386,9 +402,10 @@ class Tags(Kind):
 @dataclass
 class Timestamp(Kind):
     def wire(self, value: Any) -> Any:
-        # isoformat is a third of strftime's cost, two of them per row of a list page; the slice drops
-        # an offset an aware value would carry (strftime's format ignored it too).
-        return None if value is None else value.isoformat(timespec="seconds")[:19] + "Z"
+        # isoformat is a third of strftime's cost, two of them per row of a list page, and a third
+        # cheaper again without ``timespec``: the slice drops microseconds (truncated, as ``timespec``
+        # does) and the offset an aware value would carry (strftime's format ignored it too).
+        return None if value is None else value.isoformat()[:19] + "Z"
 
     def parse_filter(self, text: str) -> datetime:
         try:

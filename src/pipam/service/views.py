@@ -49,7 +49,6 @@ class _Relation:
         self.name = name
         self.make = _tuple_class(f"{child.class_.__name__}View", names)
         self.local_key = next(a.key for a in inspect(parent).column_attrs if local in a.columns)
-        self.remote = remote
         self.join = prop.primaryjoin
         self.table = child.local_table
         self.order_by = list(prop.order_by or ())
@@ -57,15 +56,23 @@ class _Relation:
         self.identity = [
             names.index(next(a.key for a in child.column_attrs if pk in a.columns)) for pk in child.primary_key
         ]
+        # A list page groups the children by their join column, which is one of their own attributes.
+        remote_key = next((a.key for a in child.column_attrs if remote in a.columns), None)
+        if remote_key is None:
+            raise TypeError(f"{parent.__name__}.{name}: a view needs the join column mapped on the child")
+        self._parent_at = names.index(remote_key)
+        # Its statement is built once: building it per chunk, and coercing each of its 500 keys into a
+        # bound literal, cost a sixth of loading a page's addresses.
+        keys = bindparam("parent_keys", expanding=True)
+        self._of_parents = select(*self.columns).where(remote.in_(keys)).order_by(*self.order_by)
 
     def by_parent(self, conn: Connection, keys: list[Any]) -> dict[Any, list[tuple[Any, ...]]]:
         """The children of these parents, grouped by the parent's join column, in the relationship's order."""
         found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
-        make = self.make._make  # type: ignore[attr-defined]
+        make, at = self.make._make, self._parent_at  # type: ignore[attr-defined]
         for start in range(0, len(keys), CHUNK):
-            stmt = select(*self.columns, self.remote).where(self.remote.in_(keys[start : start + CHUNK]))
-            for row in conn.execute(stmt.order_by(*self.order_by)):
-                found[row[-1]].append(make(row[:-1]))
+            for row in conn.execute(self._of_parents, {"parent_keys": keys[start : start + CHUNK]}):
+                found[row[at]].append(make(row))
         return found
 
 
