@@ -15,19 +15,15 @@ from fastapi.testclient import TestClient
 from pipam.api.app import create_app
 from pipam.api.logs import JsonFormatter
 from pipam.config import load_settings
-from pipam.service.bootstrap import upgrade_database
-from pipam.service.database import Database
 from pipam.service.resources import networks
+from tests.conftest import new_schema
 from tests.server import Server
 
 
 @pytest.fixture(scope="module")
 def info_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server logging at INFO (the shared ones log warnings only); the database does not matter here."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('logs')}/logs.db"
-    database = Database(load_settings(database_url=url))
-    upgrade_database(database.engine, "internal")
-    database.dispose()
+    url = new_schema("sqlite", str(tmp_path_factory.mktemp("logs")), "logs")
     srv = Server(url, "internal", tmp_path_factory.mktemp("logslog") / "serve.log", log_level="INFO")
     yield srv
     srv.stop()
@@ -88,12 +84,7 @@ class _Records(logging.Handler):
 def test_a_bug_is_logged_once_with_its_request_and_traceback(tmp_path, monkeypatch):
     """A bug outside the database: 500 in Neutron's format, its traceback logged with the request id,
     and not called a database error."""
-    url = f"sqlite:///{tmp_path}/bug.db"
-    settings = load_settings(database_url=url)
-    database = Database(settings)
-    upgrade_database(database.engine, "internal")
-    database.dispose()
-    app = create_app(settings)
+    app = create_app(load_settings(database_url=new_schema("sqlite", str(tmp_path), "bug")))
     records = _Records()
     logging.getLogger("pipam").addHandler(records)
 

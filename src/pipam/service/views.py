@@ -32,6 +32,14 @@ def _columns(mapper: Mapper[Any]) -> tuple[list[str], list[ColumnElement[Any]]]:
     return [a.key for a in attrs], [a.expression.label(a.key) for a in attrs]
 
 
+def _key_of(mapper: Mapper[Any], column: Any) -> str:
+    """The name of the mapper's attribute that maps ``column``."""
+    key = next((a.key for a in mapper.column_attrs if column in a.columns), None)
+    if key is None:
+        raise TypeError(f"{mapper.class_.__name__}: a view needs {column} mapped as an attribute")
+    return key
+
+
 def _tuple_class(name: str, fields: Sequence[str]) -> type[tuple[Any, ...]]:
     return NamedTuple(name, [(f, Any) for f in fields])  # type: ignore[return-value]
 
@@ -48,19 +56,14 @@ class _Relation:
         names, self.columns = _columns(child)
         self.name = name
         self.make = _tuple_class(f"{child.class_.__name__}View", names)
-        self.local_key = next(a.key for a in inspect(parent).column_attrs if local in a.columns)
+        self.local_key = _key_of(inspect(parent), local)
         self.join = prop.primaryjoin
         self.table = child.local_table
         self.order_by = list(prop.order_by or ())
         # A show joins the children: rows without one (an outer join's NULLs) and repeats are skipped.
-        self.identity = [
-            names.index(next(a.key for a in child.column_attrs if pk in a.columns)) for pk in child.primary_key
-        ]
+        self.identity = [names.index(_key_of(child, pk)) for pk in child.primary_key]
         # A list page groups the children by their join column, which is one of their own attributes.
-        remote_key = next((a.key for a in child.column_attrs if remote in a.columns), None)
-        if remote_key is None:
-            raise TypeError(f"{parent.__name__}.{name}: a view needs the join column mapped on the child")
-        self._parent_at = names.index(remote_key)
+        self._parent_at = names.index(_key_of(child, remote))
         # Its statement is built once: building it per chunk, and coercing each of its 500 keys into a
         # bound literal, cost a sixth of loading a page's addresses.
         keys = bindparam("parent_keys", expanding=True)
