@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from pipam.api.context import authenticated, caller_of, database_of, read
+from pipam.api.context import caller_of, database_of, read
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import JsonResponse, render
 from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
@@ -125,7 +125,6 @@ def router_for(module: ResourceModule) -> APIRouter:
     router = APIRouter(
         prefix=f"/v2.0/{definition.collection_path}",
         tags=[definition.plural],
-        dependencies=[Depends(authenticated)],  # the token is checked before any body is read
         default_response_class=JsonResponse,
     )
 
