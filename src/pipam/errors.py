@@ -345,5 +345,11 @@ class DatabaseNotReady(ServerError):
 # --- internal (never leaves the process) -----------------------------------------------------------
 
 
+class NotNow(Exception):
+    """A change tried on the server's event loop would have to wait (for SQLite's write lock) or reach
+    outside the database (an outside IPAM backend): it was rolled back untouched, and runs in the thread
+    pool instead."""
+
+
 class RetryTransaction(Exception):
     """A compare-and-swap lost too many races; the whole transaction should run again."""

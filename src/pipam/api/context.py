@@ -9,7 +9,7 @@ from typing import TypeVar
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from pipam.errors import HTTPUnauthorized
+from pipam.errors import HTTPUnauthorized, NotNow
 from pipam.service.database import Database, UnitOfWork
 from pipam.service.policy import Caller
 
@@ -46,6 +46,19 @@ def caller_of(request: Request) -> Caller:
         raise HTTPUnauthorized("Authentication required: send a valid X-Auth-Token.")
     request.state.caller = caller
     return caller
+
+
+async def write(db: Database, fn: Callable[[UnitOfWork], T]) -> T:
+    """A change of one resource. On SQLite it is first tried on the event loop, which saves the hand-over
+    to a thread and back (0.1-0.3 ms of a 2.3-2.5 ms port create over HTTP, bench/README.md). It runs
+    there only if it needs no wait: the write lock free at once, no rerun, a backend in the database;
+    otherwise it is rolled back untouched and runs in the thread pool as any change does."""
+    if db.embedded:
+        try:
+            return db.run_now(fn)
+        except NotNow:
+            pass
+    return await run_in_threadpool(db.run, fn)
 
 
 async def read(db: Database, fn: Callable[[UnitOfWork], T]) -> T:

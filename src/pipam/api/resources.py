@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from pipam.api.context import caller_of, database_of, read
+from pipam.api.context import caller_of, database_of, read, write
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import JsonResponse, render
 from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
@@ -165,9 +165,7 @@ def router_for(module: ResourceModule) -> APIRouter:
             made = await run_in_threadpool(db.run, lambda u: create_many(u, module, reqs, caller))
             return JsonResponse({definition.plural: made}, status_code=201)
         req = definition.create_request(_single(body, definition))
-        made = await run_in_threadpool(
-            db.run, lambda u: render(definition, module.create(u, req, caller), caller=caller)
-        )
+        made = await write(db, lambda u: render(definition, module.create(u, req, caller), caller=caller))
         return JsonResponse({definition.singular: made}, status_code=201)
 
     @router.get("/{item_id}", summary=f"Show a {definition.singular}")
@@ -195,7 +193,7 @@ def router_for(module: ResourceModule) -> APIRouter:
             _constrained(definition, item_id, caller, expected, u)
             return render(definition, module.update(u, item_id, req, caller), caller=caller)
 
-        return JsonResponse({definition.singular: await run_in_threadpool(db.run, run)})
+        return JsonResponse({definition.singular: await write(db, run)})
 
     @router.delete("/{item_id}", status_code=204, summary=f"Delete a {definition.singular}", openapi_extra=IF_MATCH)
     async def delete(item_id: str, request: Request) -> Response:
@@ -206,7 +204,7 @@ def router_for(module: ResourceModule) -> APIRouter:
             _constrained(definition, item_id, caller, expected, u)
             module.delete(u, item_id, caller)
 
-        await run_in_threadpool(db.run, run)
+        await write(db, run)
         return Response(status_code=204)
 
     for action in definition.actions:

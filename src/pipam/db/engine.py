@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import orjson
@@ -10,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from pipam.errors import NotNow
 
 
 def normalise_url(url: str) -> str:
@@ -84,6 +87,10 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
             cur.close()
 
 
+# How long a SQLite statement waits for another connection's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -92,7 +99,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
@@ -100,9 +107,24 @@ def _configure_sqlite(engine: Engine) -> None:
     def on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
         # fail with "database is locked" instead of waiting, when another process wrote first.
-        immediate = conn.get_execution_options().get("sqlite_immediate", True)
+        options = conn.get_execution_options()
+        immediate = options.get("sqlite_immediate", True)
         # Straight to the driver: SQLAlchemy's statement machinery cost more than the BEGIN itself.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        driver = conn.connection.driver_connection
+        if not options.get("sqlite_nowait", False):
+            driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            return
+        # A change tried on the event loop: take the write lock now or not at all, since waiting for
+        # another process here would stall every request of this worker.
+        driver.execute("PRAGMA busy_timeout=0")
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise NotNow() from exc
+            raise
+        finally:
+            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

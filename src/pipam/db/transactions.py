@@ -12,14 +12,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipam.db.engine import is_connection_lost, is_retryable, make_sessionmaker
-from pipam.errors import Conflict, DatabaseUnavailable, RetryTransaction, TooMuchContention
+from pipam.errors import Conflict, DatabaseUnavailable, NotNow, RetryTransaction, TooMuchContention
 
 log = logging.getLogger("pipam.db")
 T = TypeVar("T")
@@ -81,6 +81,7 @@ class Runner:
         self.engine = engine
         self.attempts = max(1, retries)
         self._write = make_sessionmaker(engine)
+        self._write_now = make_sessionmaker(engine.execution_options(sqlite_nowait=True))
         self._read_engine = engine.execution_options(sqlite_immediate=False)
         self._read = make_sessionmaker(self._read_engine)
         self.retries = 0  # transactions rerun after a deadlock or a lost race (benchmarks report it)
@@ -100,17 +101,24 @@ class Runner:
         write: bool = True,
         snapshot: bool = False,
         retry: bool = True,
+        now: bool = False,
     ) -> T:
         """Run ``fn`` in one transaction; rerun it from scratch after a deadlock or a lost race.
 
         ``snapshot``: one consistent view for the whole transaction (REPEATABLE READ), for readers
         that compare many tables while servers keep writing.
+
+        ``now`` (a SQLite write, from the event loop): never wait. When the write lock is taken, by a
+        thread of this process or by another process, or when the transaction would have to be rerun,
+        it is rolled back and :class:`NotNow` raised, for the caller to run it in a thread instead.
         """
-        attempts = self.attempts if retry else 1
+        if now and (not write or self._sqlite_writes is None):
+            raise ValueError("now=True is for SQLite writes")
+        attempts = 1 if now or not retry else self.attempts
         for attempt in range(1, attempts + 1):
-            tx = Transaction(self._write if write else self._read)
+            tx = Transaction(self._write_now if now else self._write if write else self._read)
             try:
-                with self._begin(tx, write, snapshot):
+                with self._begin(tx, write, snapshot, now):
                     result = fn(tx)
                 return result
             except (RetryTransaction, DBAPIError) as exc:
@@ -119,6 +127,8 @@ class Runner:
                     raise DatabaseUnavailable() from exc
                 if isinstance(exc, DBAPIError) and not is_retryable(exc):
                     raise
+                if now:  # a rerun waits between attempts: not on the event loop
+                    raise NotNow() from exc
                 if attempt == attempts:
                     if isinstance(exc, IntegrityError):
                         raise Conflict(f"Conflicting concurrent change; retried {attempts} times") from exc
@@ -134,12 +144,11 @@ class Runner:
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager
-    def _begin(self, tx: Transaction, write: bool, snapshot: bool) -> Iterator[None]:
+    def _begin(self, tx: Transaction, write: bool, snapshot: bool, now: bool = False) -> Iterator[None]:
         """Begin ``tx``; commit it when the block ends, roll it back when the block raises."""
         isolation = {"isolation_level": "REPEATABLE READ"} if snapshot and not self.embedded else {}
         if write:
-            queue = self._sqlite_writes if self._sqlite_writes is not None else contextlib.nullcontext()
-            with queue, tx.session.begin():
+            with self._write_queue(now), tx.session.begin():
                 if isolation:
                     tx.session.connection(execution_options=isolation)
                 yield
@@ -153,3 +162,24 @@ class Runner:
                     yield
                 finally:
                     tx.close()  # before the connection's transaction ends, which the session only joined
+
+    def _write_queue(self, now: bool) -> contextlib.AbstractContextManager[Any]:
+        """What a write holds while it runs: this process's SQLite write lock (``now``: taken without
+        waiting, or :class:`NotNow`)."""
+        lock = self._sqlite_writes
+        if lock is None:
+            return contextlib.nullcontext()
+        if not now:
+            return lock
+        if not lock.acquire(blocking=False):
+            raise NotNow()
+        return _releasing(lock)
+
+
+@contextlib.contextmanager
+def _releasing(lock: threading.Lock) -> Iterator[None]:
+    """Release ``lock``, already acquired, when the block ends."""
+    try:
+        yield
+    finally:
+        lock.release()

@@ -38,6 +38,11 @@ a migration's verify) checks it too, in the way the driver declares with ``free_
   verify checks that it lies in a pool and that no port holds it. ``rebuild_free_space`` is not called.
 - ``"none"`` (also assumed when a driver lacks the attribute): the check does not apply; verify says
   so. Neither method is called.
+
+Where a driver's calls go. A driver whose every call stays on ``context.session`` (no network, no
+store of its own) says so with ``in_database = True``. On SQLite a server then runs a single change
+on its event loop, saving the hand-over to a thread; any other driver, including one without the
+attribute, is called from a thread, where a slow outside system keeps only that request waiting.
 """
 
 from __future__ import annotations
@@ -194,6 +199,11 @@ class IpamSubnet(Protocol):
     def reconcile(self, address: str, allocated: bool) -> None:
         """Make ``address`` allocated or free, whatever it is now (the migration's catch-up)."""
         ...
+
+
+def keeps_state_in_database(driver: type) -> bool:
+    """Whether the driver class declares ``in_database`` (module docstring); False when it lacks it."""
+    return getattr(driver, "in_database", False) is True
 
 
 @runtime_checkable

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from pipam.config import Settings
 from pipam.db.engine import make_engine
 from pipam.db.transactions import Runner, Transaction
-from pipam.errors import IpamBackendUnavailable, IpamDriverNotFound
-from pipam.ipam.interface import IpamDriver
+from pipam.errors import IpamBackendUnavailable, IpamDriverNotFound, NotNow
+from pipam.ipam.interface import IpamDriver, keeps_state_in_database
 from pipam.ipam.registry import driver_settings, load_driver
 from pipam.service.allocation import AllocationEngine
 
@@ -64,6 +64,11 @@ class Database:
         """Run ``fn`` in one transaction (retried from scratch after a deadlock or a lost race)."""
         return self.runner.run(lambda tx: fn(UnitOfWork(self, tx)), write=write, snapshot=snapshot)
 
+    def run_now(self, fn: Callable[[UnitOfWork], T]) -> T:
+        """Run the change ``fn`` on SQLite without waiting for anything: :class:`NotNow` (rolled back) when
+        the write lock is taken, when it would be rerun, or when the active backend is not in the database."""
+        return self.runner.run(lambda tx: fn(UnitOfWork(self, tx, now=True)), now=True)
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -71,10 +76,11 @@ class Database:
 class UnitOfWork:
     """One operation's transaction, and its address changes through the allocation engine."""
 
-    def __init__(self, db: Database, tx: Transaction) -> None:
+    def __init__(self, db: Database, tx: Transaction, *, now: bool = False) -> None:
         self.db = db
         self.tx = tx
         self.settings = db.settings
+        self.now = now
         self._addresses: AllocationEngine | None = None
 
     @property
@@ -84,5 +90,11 @@ class UnitOfWork:
     @property
     def addresses(self) -> AllocationEngine:
         if self._addresses is None:
-            self._addresses = AllocationEngine(self.tx, self.db.backend)
+            self._addresses = AllocationEngine(self.tx, self._backend_now if self.now else self.db.backend)
         return self._addresses
+
+    def _backend_now(self, name: str) -> tuple[type[IpamDriver], Any]:
+        cls, settings = self.db.backend(name)
+        if not keeps_state_in_database(cls):
+            raise NotNow()  # its calls may leave the process: not on the event loop
+        return cls, settings

@@ -77,6 +77,7 @@ class BuiltinDriver:
     settings_model: ClassVar[None] = None
     schema: ClassVar[None] = None  # its free ranges are a core table
     free_space_check: ClassVar[FreeSpaceCheck] = "ranges"
+    in_database: ClassVar[bool] = True  # every call goes through the request's session
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context

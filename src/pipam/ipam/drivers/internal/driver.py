@@ -74,6 +74,7 @@ class InternalDriver:
     settings_model: ClassVar[None] = None
     schema: ClassVar[Path] = Path(__file__).parent / "migrations"
     free_space_check: ClassVar[FreeSpaceCheck] = "ranges"
+    in_database: ClassVar[bool] = True  # every call goes through the request's session
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context

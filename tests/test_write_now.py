@@ -1,0 +1,190 @@
+"""A change tried on the event loop (SQLite): it runs at once, or it is refused at once and leaves nothing
+behind, so that the caller can run it in a thread. Never does it wait for a lock on the loop."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from pipam.config import load_settings
+from pipam.db.models import IpamGate, Port
+from pipam.errors import NotNow
+from pipam.ipam.drivers.internal.driver import InternalDriver
+from pipam.ipam.interface import keeps_state_in_database
+from pipam.service.database import Database, UnitOfWork
+from pipam.service.policy import ADMIN
+from pipam.service.resources import discover
+from tests.conftest import new_schema
+from tests.helpers import net, subnet
+from tests.server import Server
+
+PORTS = next(m for m in discover() if m.DEFINITION.singular == "port")
+
+
+@pytest.fixture
+def sqlite_db(tmp_path) -> Iterator[tuple[Database, str, str]]:
+    """A SQLite database with one network and a /24, its file, and the network's id."""
+    url = new_schema("sqlite", str(tmp_path), "now")
+    db = Database(load_settings(database_url=url))
+    network = net(db)["id"]
+    subnet(db, network, "10.9.0.0/24")
+    yield db, url.removeprefix("sqlite:///"), network
+    db.dispose()
+
+
+def create_port(network: str) -> Any:
+    return lambda u: PORTS.create(u, PORTS.DEFINITION.create_request({"network_id": network}), ADMIN).id
+
+
+def counts(db: Database) -> tuple[int, int]:
+    """Ports, and gate touches (every address change writes one)."""
+    with db.session(write=False) as s:
+        return s.scalar(select(func.count()).select_from(Port)), s.scalar(select(func.sum(IpamGate.touches)))
+
+
+@pytest.fixture
+def held_write_lock(sqlite_db) -> Iterator[sqlite3.Connection]:
+    """Another process's transaction holding SQLite's write lock (a second connection does the same)."""
+    _, path, _ = sqlite_db
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    yield other
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_change_runs_at_once_when_nothing_holds_the_lock(sqlite_db):
+    db, _, network = sqlite_db
+    before = counts(db)
+    port_id = db.run_now(create_port(network))
+    with db.session(write=False) as s:
+        assert s.get(Port, port_id) is not None
+    assert counts(db)[0] == before[0] + 1
+
+
+def test_another_process_holding_the_lock_is_refused_at_once(sqlite_db, held_write_lock):
+    db, _, network = sqlite_db
+    before = counts(db)
+    started = time.monotonic()
+    with pytest.raises(NotNow):
+        db.run_now(create_port(network))
+    # Refused, not after SQLite's busy timeout of 60 s.
+    assert time.monotonic() - started < 10
+    assert counts(db) == before
+
+
+def test_a_refused_attempt_leaves_the_connection_waiting_again(sqlite_db, held_write_lock):
+    """The pool's connection gets its busy timeout back: a change in a thread waits for the lock as before."""
+    db, _, network = sqlite_db
+    with pytest.raises(NotNow):
+        db.run_now(create_port(network))
+    # The lock is released while run() waits; with the busy timeout left at 0 it would fail at once.
+    unlock = threading.Thread(target=lambda: (time.sleep(0.5), held_write_lock.execute("ROLLBACK")))
+    unlock.start()
+    try:
+        assert db.run(create_port(network))
+    finally:
+        unlock.join()
+        held_write_lock.execute("BEGIN")  # for the fixture's ROLLBACK
+
+
+def test_a_thread_of_this_process_holding_the_lock_is_refused(sqlite_db):
+    db, _, network = sqlite_db
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_change(u: UnitOfWork) -> None:
+        PORTS.create(u, PORTS.DEFINITION.create_request({"network_id": network}), ADMIN)
+        inside.set()
+        release.wait(30)
+
+    worker = threading.Thread(target=db.run, args=(slow_change,))
+    worker.start()
+    try:
+        assert inside.wait(30)
+        before = counts(db)
+        with pytest.raises(NotNow):
+            db.run_now(create_port(network))
+        assert counts(db) == before
+    finally:
+        release.set()
+        worker.join()
+    db.run_now(create_port(network))  # and once it is done, at once again
+
+
+class OutsideDriver(InternalDriver):
+    """The internal driver as if it kept its state elsewhere: no ``in_database``."""
+
+    in_database = False
+
+
+def test_a_backend_outside_the_database_is_refused_before_it_is_called(sqlite_db, monkeypatch):
+    db, _, network = sqlite_db
+    backend = db.backend
+    monkeypatch.setattr(db, "backend", lambda name: (OutsideDriver, backend(name)[1]))
+    called = []
+    monkeypatch.setattr(
+        OutsideDriver, "get_subnet", lambda self, *a: called.append(a) or InternalDriver.get_subnet(self, *a)
+    )
+    before = counts(db)
+    with pytest.raises(NotNow):
+        db.run_now(create_port(network))
+    assert counts(db) == before and not called  # the gate's touch rolled back, the driver never asked
+    assert db.run(create_port(network))  # in a thread it runs as ever
+    assert called
+
+
+def test_which_drivers_say_they_are_in_the_database():
+    from pipam.ipam.builtin.driver import BuiltinDriver
+    from pipam.ipam.drivers.nautobot.driver import NautobotDriver
+
+    assert keeps_state_in_database(BuiltinDriver) and keeps_state_in_database(InternalDriver)
+    assert not keeps_state_in_database(NautobotDriver)
+    assert not keeps_state_in_database(type("ThirdParty", (), {}))  # no attribute: not in the database
+    assert not keeps_state_in_database(type("Truthy", (), {"in_database": "yes"}))
+
+
+def test_now_is_only_for_sqlite_writes(sqlite_db):
+    db, _, _ = sqlite_db
+    with pytest.raises(ValueError):
+        db.runner.run(lambda tx: None, write=False, now=True)
+
+
+def test_a_server_answers_while_a_create_waits_for_another_process(tmp_path):
+    """The create that cannot run at once waits in a thread: the same worker keeps answering meanwhile."""
+    url = new_schema("sqlite", str(tmp_path), "serve")
+    server = Server(url, "internal", tmp_path / "serve.log", workers="1")
+    other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    try:
+        with httpx.Client(base_url=server.base, timeout=10) as client:
+            network = client.post("/v2.0/networks", json={"network": {"name": "n"}}).json()["network"]["id"]
+            body = {"subnet": {"network_id": network, "cidr": "10.9.0.0/24", "ip_version": 4}}
+            assert client.post("/v2.0/subnets", json=body).status_code == 201
+            assert client.post("/v2.0/ports", json={"port": {"network_id": network}}).status_code == 201  # at once
+            other.execute("BEGIN IMMEDIATE")
+            answers: list[httpx.Response] = []
+            create = threading.Thread(
+                target=lambda: answers.append(
+                    httpx.post(f"{server.base}/v2.0/ports", json={"port": {"network_id": network}}, timeout=60)
+                )
+            )
+            create.start()
+            time.sleep(0.5)  # the create has met the lock by now
+            # Answered while the create waits: a create blocking the event loop would hold this one until
+            # the lock is released below, after this request's 10 s timeout.
+            assert client.get(f"/v2.0/networks/{network}").status_code == 200
+            assert len(client.get("/v2.0/ports").json()["ports"]) == 1
+            assert create.is_alive() and not answers
+            other.execute("ROLLBACK")
+            create.join(60)
+            assert [a.status_code for a in answers] == [201]
+            assert len(client.get("/v2.0/ports").json()["ports"]) == 2
+    finally:
+        other.close()
+        server.stop()
