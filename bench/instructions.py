@@ -2,7 +2,9 @@
 
 On this shared VM a wall-clock figure of ``bench.api`` moves by 10-20 % from one run to the next, more
 than most single changes to the request path are worth. An instruction count of the same code and
-inputs does not move. Each kind of request runs in a process of its own under callgrind, twice: with
+inputs moves far less: on a quiet machine by well under 1 %, though once by 10 % (``GET /``, 0.467 M
+against 0.517 M) while a test suite ran beside it, so compare counts taken under the same conditions
+and count again when one stands out. Each kind of request runs in a process of its own under callgrind, twice: with
 ``--requests`` and with three times as many after the same warm-up. The difference, over twice
 ``--requests``, is what one request costs; start-up, imports and set-up cancel out.
 
