@@ -128,10 +128,13 @@ def test_a_backend_outside_the_database_is_refused_before_it_is_called(sqlite_db
     db, _, network = sqlite_db
     backend = db.backend
     monkeypatch.setattr(db, "backend", lambda name: (OutsideDriver, backend(name)[1]))
-    called = []
-    monkeypatch.setattr(
-        OutsideDriver, "get_subnet", lambda self, *a: called.append(a) or InternalDriver.get_subnet(self, *a)
-    )
+    called: list[str] = []
+
+    def get_subnet(self: InternalDriver, subnet_id: str) -> Any:
+        called.append(subnet_id)
+        return InternalDriver.get_subnet(self, subnet_id)
+
+    monkeypatch.setattr(OutsideDriver, "get_subnet", get_subnet)
     before = counts(db)
     with pytest.raises(NotNow):
         db.run_now(create_port(network))
@@ -159,9 +162,10 @@ def test_now_is_only_for_sqlite_writes(sqlite_db):
 def test_a_server_answers_while_a_create_waits_for_another_process(tmp_path):
     """The create that cannot run at once waits in a thread: the same worker keeps answering meanwhile."""
     url = new_schema("sqlite", str(tmp_path), "serve")
-    server = Server(url, "internal", tmp_path / "serve.log", workers="1")
     other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+    server = None
     try:
+        server = Server(url, "internal", tmp_path / "serve.log", workers="1")
         with httpx.Client(base_url=server.base, timeout=10) as client:
             network = client.post("/v2.0/networks", json={"network": {"name": "n"}}).json()["network"]["id"]
             body = {"subnet": {"network_id": network, "cidr": "10.9.0.0/24", "ip_version": 4}}
@@ -186,5 +190,6 @@ def test_a_server_answers_while_a_create_waits_for_another_process(tmp_path):
             assert [a.status_code for a in answers] == [201]
             assert len(client.get("/v2.0/ports").json()["ports"]) == 2
     finally:
-        other.close()
-        server.stop()
+        other.close()  # releases the lock if an assertion failed while it was held
+        if server is not None:
+            server.stop()

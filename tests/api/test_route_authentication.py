@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from fastapi.routing import APIRoute
@@ -20,7 +21,7 @@ ADMIN, PROJECT = "admin-secret", "project-secret"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     url = new_schema("sqlite", str(tmp_path_factory.mktemp("auth")), "auth")
     app = create_app(load_settings(database_url=url, api_token=ADMIN, project_tokens={PROJECT: "p1"}))
     with TestClient(app) as c:
