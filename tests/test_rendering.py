@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from pipam.api.context import read
-from pipam.api.rendering import render
-from pipam.service.attributes import Ip, ListOf, Record, Timestamp, Uuid
+from pipam.api.rendering import render, render_many
+from pipam.service.attributes import Ip, ListOf, Record, Tags, Timestamp, Uuid
+from pipam.service.listing import ListQuery, list_items
 from pipam.service.policy import ADMIN, Caller, show_visible
 from pipam.service.resources import discover
 from pipam.testing import local
@@ -68,6 +69,49 @@ def test_every_resource_renders_each_attribute_as_its_map_says(db, one_of_each, 
         db.run(compare, write=False)
         shown.add(definition.singular)
     assert shown == set(one_of_each)
+
+
+@pytest.mark.parametrize(
+    "caller", [ADMIN, Caller(project_id="someone-else", restricted=True)], ids=["admin", "project"]
+)
+def test_a_page_renders_each_row_as_its_map_says(db, one_of_each, caller):
+    """A list page converts a column at a time: each row must still be what its attributes say, in
+    order, whether all attributes are shown or some (with and without one of their own wire form)."""
+    n = one_of_each["network"]
+    port(db, n, tags=["z"], name="second")
+    port(db, n, fixed_ips=[], name="no addresses")
+    for module in discover():
+        definition = module.DEFINITION
+
+        def compare(u, definition=definition) -> int:
+            page = list_items(u.tx, definition, ListQuery(), ADMIN).items
+            expected = [one_by_one(definition, obj, caller) for obj in page]
+            assert render_many(definition, page, caller=caller) == expected
+            visible = [a.name for a in definition.visible()]
+            for names in (visible[::3], ["id", "name"], ["created_at"]):
+                chosen = [{k: v for k, v in row.items() if k in names} for row in expected]
+                assert render_many(definition, page, names, caller) == chosen
+            assert render_many(definition, [], caller=caller) == []
+            return len(page)
+
+        rows = db.run(compare, write=False)
+        assert rows >= (3 if definition.singular == "port" else 1)
+
+
+def test_a_column_of_values_is_shown_as_each_value_alone():
+    cases: list[tuple[Any, list[Any]]] = [
+        (Timestamp(), [datetime(2026, 1, 31, 12, 0, 5), None, datetime(2026, 2, 1, tzinfo=UTC)]),
+        (Tags(), [["a", "b"], None, []]),
+        (ListOf(Uuid()), [["a"], None, []]),
+        (ListOf(Ip()), [[ipaddress.ip_address("::1")], None]),
+        (Ip(), [ipaddress.ip_address("10.0.0.1"), None]),
+        (Record({"ip_address": Ip()}), [{"ip_address": ipaddress.ip_address("10.0.0.2")}]),
+    ]
+    for kind, values in cases:
+        assert kind.wire_many(values) == [kind.wire(v) for v in values], kind
+    assert Timestamp().wire_many([datetime(2026, 1, 31, 12, 0, 5, 7)]) == ["2026-01-31T12:00:05Z"]
+    stored = ["a"]
+    assert Tags().wire_many([stored])[0] is not stored  # a new list: the stored one is left alone
 
 
 def test_a_timestamp_is_shown_in_utc_seconds_with_z_naive_or_aware():

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from pipam.api.context import caller_of, database_of, read
 from pipam.api.listing import links, page_body, parse_query
-from pipam.api.rendering import JsonResponse, render
+from pipam.api.rendering import JsonResponse, render, render_many
 from pipam.errors import ExtensionNotFound, PipamError
 from pipam.ipam import state
 from pipam.service import availability
@@ -127,7 +127,7 @@ async def list_availability(request: Request) -> Any:
 
     def run(u: UnitOfWork) -> Any:
         entries, page = availability.list_availability(u, query, caller)
-        items = [render(definition, e, fields) for e in entries]
+        items = render_many(definition, entries, fields)
         ids = [n.id for n in page.items]
         return page_body(definition.plural, items, links(base, query, fields, ids, page.full))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -16,6 +16,13 @@ from pipam.service.policy import ADMIN, Caller
 def render(resource: Resource, obj: Any, fields: Collection[str] = (), caller: Caller = ADMIN) -> dict[str, Any]:
     """The visible attributes of ``obj`` (only ``fields`` when given), as Neutron shows them to ``caller``."""
     return resource.wire_values(obj, caller, fields)
+
+
+def render_many(
+    resource: Resource, objs: Sequence[Any], fields: Collection[str] = (), caller: Caller = ADMIN
+) -> list[dict[str, Any]]:
+    """``render`` of each of ``objs``, in order: a list page's rows, a bulk create's resources."""
+    return resource.wire_page(objs, caller, fields)
 
 
 class JsonResponse(Response):

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pipam.api.context import caller_of, database_of, read, write
 from pipam.api.listing import links, page_body, parse_query
-from pipam.api.rendering import JsonResponse, render
+from pipam.api.rendering import JsonResponse, render, render_many
 from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
 from pipam.service import attributes, tags
 from pipam.service.attributes import MemberAction, Resource, Tags
@@ -117,7 +117,7 @@ def create_many(
     # as a port's addresses) then load in one statement for the batch, not one lazy load per object.
     model = definition.model
     u.session.execute(select(model).where(model.id.in_([obj.id for obj in made]))).all()
-    return [render(definition, obj, caller=caller) for obj in made]
+    return render_many(definition, made, caller=caller)
 
 
 def router_for(module: ResourceModule) -> APIRouter:
@@ -136,7 +136,7 @@ def router_for(module: ResourceModule) -> APIRouter:
 
         def run(u: UnitOfWork) -> dict[str, Any]:
             page = list_items(u.tx, definition, query, caller, fields=fields)
-            items = [render(definition, obj, fields, caller) for obj in page.items]
+            items = render_many(definition, page.items, fields, caller)
             return page_body(
                 definition.plural, items, links(base, query, fields, [o.id for o in page.items], page.full)
             )
