@@ -162,8 +162,13 @@ def list_items(
         stmt = stmt.where(_after(order, marker))
     limit = query.limit
     conn = tx.connection
+    page: Select[Any] | None = None
     if not tag_filters:
         rows = conn.execute(stmt.limit(limit)).all()
+        if not query.filters and not query.sort and extra is None:
+            # Walking the primary key to the page again is cheap; a filter or a sort could mean
+            # scanning or sorting the table twice, where the rows' keys cost the same whatever they are.
+            page = stmt.limit(limit)
     else:
         # Tags live in a JSON column: filtered here, reading on until the page is full.
         # The stream is closed before the page's relationships are read on the same connection.
@@ -174,7 +179,7 @@ def list_items(
                     rows.append(row)
                     if len(rows) == limit:
                         break
-    items = views.complete(conn, rows, fields)
+    items = views.complete(conn, rows, fields, page)
     full = len(items) == limit
     if query.page_reverse:
         items.reverse()

@@ -68,6 +68,7 @@ class _Relation:
         # bound literal, cost a sixth of loading a page's addresses.
         keys = bindparam("parent_keys", expanding=True)
         self._of_parents = select(*self.columns).where(remote.in_(keys)).order_by(*self.order_by)
+        self._remote = remote
 
     def by_parent(self, conn: Connection, keys: list[Any]) -> dict[Any, list[tuple[Any, ...]]]:
         """The children of these parents, grouped by the parent's join column, in the relationship's order."""
@@ -76,6 +77,18 @@ class _Relation:
         for start in range(0, len(keys), CHUNK):
             for row in conn.execute(self._of_parents, {"parent_keys": keys[start : start + CHUNK]}):
                 found[row[at]].append(make(row))
+        return found
+
+    def of_page(self, conn: Connection, parents: Select[Any]) -> dict[Any, list[tuple[Any, ...]]]:
+        """``by_parent`` of the parents' keys that ``parents`` (one column) selects, joined to it in the
+        database: no bound parameter per key (SQLAlchemy renders 1,000 of them for a page, which cost
+        more than reading the children)."""
+        page = parents.subquery()
+        stmt = select(*self.columns).join_from(self.table, page, self._remote == page.c[0]).order_by(*self.order_by)
+        found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+        make, at = self.make._make, self._parent_at  # type: ignore[attr-defined]
+        for row in conn.execute(stmt):
+            found[row[at]].append(make(row))
         return found
 
 
@@ -96,10 +109,19 @@ class ViewLoader:
         """The rows' columns, for a list to add its filters, order and limit to."""
         return select(*self.columns)
 
-    def complete(self, conn: Connection, rows: Iterable[Sequence[Any]], fields: Collection[str] = ()) -> list[Any]:
+    def complete(
+        self,
+        conn: Connection,
+        rows: Iterable[Sequence[Any]],
+        fields: Collection[str] = (),
+        page: Select[Any] | None = None,
+    ) -> list[Any]:
         """Views of rows of ``select()``, with their relationships loaded for all of them at once: those
         an attribute in ``fields`` reads (all when ``fields`` is empty). One left out is None, not an
-        empty list, so a reader that still reads it fails instead of showing nothing."""
+        empty list, so a reader that still reads it fails instead of showing nothing.
+
+        ``page`` is the statement that selected exactly ``rows``, when one did and it is cheap to run
+        again: the children are then read by joining to it, instead of by the rows' keys."""
         rows = list(rows)
         make = self.make._make  # type: ignore[attr-defined]
         if not self.relations:
@@ -108,6 +130,9 @@ class ViewLoader:
         for relation, local in zip(self.relations, self._local_at, strict=True):
             if fields and not any(name in fields for name in self._read_by[relation.name]):
                 children.append(None)
+                continue
+            if page is not None:
+                children.append((local, relation.of_page(conn, page.with_only_columns(self.columns[local]))))
                 continue
             keys = list(dict.fromkeys(row[local] for row in rows))
             children.append((local, relation.by_parent(conn, keys)))
