@@ -87,7 +87,7 @@ class _Relation:
         stmt = select(*self.columns).join_from(self.table, page, self._remote == page.c[0]).order_by(*self.order_by)
         found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
         make, at = self.make._make, self._parent_at  # type: ignore[attr-defined]
-        for row in conn.execute(stmt):
+        for row in conn.execute(stmt).all():
             found[row[at]].append(make(row))
         return found
 
@@ -126,17 +126,19 @@ class ViewLoader:
         make = self.make._make  # type: ignore[attr-defined]
         if not self.relations:
             return [make(row) for row in rows]
-        children: list[tuple[int, dict[Any, list[Any]]] | None] = []
+        # Each relationship's lists for all the rows, then joined to the rows: a column at a time costs
+        # less than a generator per row.
+        columns: list[list[Any]] = []
         for relation, local in zip(self.relations, self._local_at, strict=True):
             if fields and not any(name in fields for name in self._read_by[relation.name]):
-                children.append(None)
+                columns.append([None] * len(rows))
                 continue
             if page is not None:
-                children.append((local, relation.of_page(conn, page.with_only_columns(self.columns[local]))))
-                continue
-            keys = list(dict.fromkeys(row[local] for row in rows))
-            children.append((local, relation.by_parent(conn, keys)))
-        return [make((*row, *(None if c is None else c[1].get(row[c[0]], []) for c in children))) for row in rows]
+                found = relation.of_page(conn, page.with_only_columns(self.columns[local]))
+            else:
+                found = relation.by_parent(conn, list(dict.fromkeys(row[local] for row in rows)))
+            columns.append([found.get(row[local], []) for row in rows])
+        return [make((*row, *extra)) for row, extra in zip(rows, zip(*columns, strict=True), strict=True)]
 
     def show(self, conn: Connection, item_id: str) -> Any:
         """One row's view, its relationships joined in the same statement; None when there is no such row."""
