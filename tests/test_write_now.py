@@ -193,3 +193,62 @@ def test_a_server_answers_while_a_create_waits_for_another_process(tmp_path):
         other.close()  # releases the lock if an assertion failed while it was held
         if server is not None:
             server.stop()
+
+
+def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_wait(tmp_path, monkeypatch):
+    """Every change of one resource takes the same path as a create: on the loop when it can run at once,
+    in a thread when SQLite's lock is held, with the same answer either way."""
+    import asyncio
+
+    from pipam.api import context, resources
+    from pipam.api.app import create_app_from_env
+
+    url = new_schema("sqlite", str(tmp_path), "tags")
+    monkeypatch.setenv("PIPAM_DATABASE_URL", url)
+    monkeypatch.setenv("PIPAM_IPAM_DRIVER", "internal")
+    app = create_app_from_env()
+    hops: list[object] = []
+    real = context.run_in_threadpool
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(context, "run_in_threadpool", counted)
+    monkeypatch.setattr(resources, "run_in_threadpool", counted)  # the bulk create's own hand-over
+
+    async def requests(client: httpx.AsyncClient) -> None:
+        network = (await client.post("/v2.0/networks", json={"network": {"name": "n"}})).json()["network"]["id"]
+        tags = f"/v2.0/networks/{network}/tags"
+        assert (await client.put(tags, json={"tags": ["a", "b"]})).status_code == 200
+        assert (await client.post(tags, json={"tags": ["d"]})).status_code == 200
+        assert (await client.put(f"{tags}/c")).status_code == 201
+        assert (await client.delete(f"{tags}/a")).status_code == 204
+        assert (await client.get(tags)).json() == {"tags": ["b", "c", "d"]}
+        body = {"subnetpool": {"name": "p", "prefixes": ["10.1.0.0/16"], "default_prefixlen": 24}}
+        pool = (await client.post("/v2.0/subnetpools", json=body)).json()["subnetpool"]["id"]
+        added = await client.put(f"/v2.0/subnetpools/{pool}/add_prefixes", json={"prefixes": ["10.2.0.0/16"]})
+        assert added.status_code == 200 and "10.2.0.0/16" in added.json()["prefixes"]
+        assert hops == []  # all of them ran on the loop
+        # With another process holding the lock, the same change is handed to a thread and waits there.
+        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.ensure_future(client.delete(tags))
+            await asyncio.sleep(0.5)
+            assert not waiting.done() and len(hops) == 1
+            other.execute("ROLLBACK")
+            assert (await waiting).status_code == 204
+        finally:
+            other.close()
+        assert (await client.get(tags)).json() == {"tags": []}
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pipam", timeout=30) as client:
+            await requests(client)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.state.database.dispose()

@@ -228,7 +228,7 @@ def _action_route(router: APIRouter, module: ResourceModule, action: MemberActio
             _constrained(definition, item_id, caller, expected, u)
             return render(definition, handler(u, item_id, body, caller), action.response, caller)
 
-        return JsonResponse(await run_in_threadpool(db.run, run), status_code=action.status)
+        return JsonResponse(await write(db, run), status_code=action.status)
 
     body = {"requestBody": {"required": True, "content": {"application/json": {"schema": action.body}}}}
     router.add_api_route(
@@ -261,20 +261,20 @@ def _tag_routes(router: APIRouter, definition: Resource) -> None:
     async def put_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
         wanted = tags.body_tags(await json_body(request))
-        await run_in_threadpool(db.run, lambda u: tags.replace(u, definition, item_id, wanted, caller))
+        await write(db, lambda u: tags.replace(u, definition, item_id, wanted, caller))
         return {"tags": wanted}
 
     @router.post("/{item_id}/tags", summary=f"Add tags to a {definition.singular}", openapi_extra=TAGS_BODY)
     async def post_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
         wanted = tags.body_tags(await json_body(request))
-        await run_in_threadpool(db.run, lambda u: tags.add(u, definition, item_id, wanted, caller))
+        await write(db, lambda u: tags.add(u, definition, item_id, wanted, caller))
         return {"tags": wanted}
 
     @router.delete("/{item_id}/tags", status_code=204, summary=f"Remove all tags of a {definition.singular}")
     async def delete_tags(item_id: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
-        await run_in_threadpool(db.run, lambda u: tags.remove_all(u, definition, item_id, caller))
+        await write(db, lambda u: tags.remove_all(u, definition, item_id, caller))
         return Response(status_code=204)
 
     @router.get("/{item_id}/tags/{tag}", status_code=204, summary=f"Check a tag of a {definition.singular}")
@@ -289,12 +289,12 @@ def _tag_routes(router: APIRouter, definition: Resource) -> None:
     async def add_tag(item_id: str, tag: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
         tag = tags.path_tag(tag)
-        await run_in_threadpool(db.run, lambda u: tags.add(u, definition, item_id, [tag], caller))
+        await write(db, lambda u: tags.add(u, definition, item_id, [tag], caller))
         return Response(status_code=201)
 
     @router.delete("/{item_id}/tags/{tag}", status_code=204, summary=f"Remove a tag from a {definition.singular}")
     async def delete_tag(item_id: str, tag: str, request: Request) -> Response:
         db, caller = database_of(request), caller_of(request)
         tag = tags.path_tag(tag)
-        await run_in_threadpool(db.run, lambda u: tags.remove(u, definition, item_id, tag, caller))
+        await write(db, lambda u: tags.remove(u, definition, item_id, tag, caller))
         return Response(status_code=204)
