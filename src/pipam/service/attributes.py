@@ -303,10 +303,12 @@ class ListOf(Kind):
         return items
 
     def wire(self, value: Any) -> Any:
-        return self.wire_many([value])[0]
+        if self.item.shown_as_stored:
+            return list(value or [])
+        return [self.item.wire(v) for v in value or []]
 
     def wire_many(self, values: list[Any]) -> list[Any]:
-        if self.item.shown_as_stored:
+        if self.item.shown_as_stored:  # ``wire`` inline
             return [list(v) if v else [] for v in values]
         wire = self.item.wire
         return [[wire(item) for item in v] if v else [] for v in values]
@@ -401,10 +403,10 @@ class Tags(Kind):
         return sorted(tags)
 
     def wire(self, value: Any) -> Any:
-        return self.wire_many([value])[0]
+        return list(value or [])
 
     def wire_many(self, values: list[Any]) -> list[Any]:
-        return [list(v) if v else [] for v in values]
+        return [list(v) if v else [] for v in values]  # ``wire`` inline
 
     def json_schema(self) -> dict[str, Any]:
         item = {"type": "string", "maxLength": TAG_MAX_LEN}
@@ -414,12 +416,13 @@ class Tags(Kind):
 @dataclass
 class Timestamp(Kind):
     def wire(self, value: Any) -> Any:
-        return self.wire_many([value])[0]
-
-    def wire_many(self, values: list[Any]) -> list[Any]:
         # isoformat is a third of strftime's cost, two of them per row of a list page, and a third
         # cheaper again without ``timespec``: the slice drops microseconds (truncated, as ``timespec``
         # does) and the offset an aware value would carry (strftime's format ignored it too).
+        return None if value is None else value.isoformat()[:19] + "Z"
+
+    def wire_many(self, values: list[Any]) -> list[Any]:
+        # ``wire``'s expression inline: a call per value is what a column spares.
         return [None if v is None else v.isoformat()[:19] + "Z" for v in values]
 
     def parse_filter(self, text: str) -> datetime:
@@ -520,9 +523,19 @@ def _tuple_getter(fields: list[str]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda obj: tuple(getattr(obj, f) for f in fields)
 
 
+def _wire_reader(attr: Attr) -> Callable[[Any, Any], Any]:
+    """``(obj, caller) -> attr's wire value``, as ``Attr.value_of`` then ``Kind.wire`` give it, with the
+    choice of reader made once instead of per object."""
+    wire = attr.kind.wire
+    read = attr.read or operator.attrgetter(attr.field)
+    read_for = attr.read_for
+    if read_for is None:
+        return lambda obj, caller: wire(read(obj))
+    return lambda obj, caller: wire(read(obj) if caller is None else read_for(obj, caller))
+
+
 def _column_reader(attr: Attr) -> Callable[[Sequence[Any], Any], list[Any]]:
-    """``(objs, caller) -> attr's wire values``, one per object, as ``Attr.value_of`` then ``Kind.wire``
-    give them, with the choice of reader made once instead of per row."""
+    """``(objs, caller) -> attr's wire values``, one per object: ``_wire_reader`` a column at a time."""
     wire_many = attr.kind.wire_many
     read = attr.read or operator.attrgetter(attr.field)
     read_for = attr.read_for
@@ -553,9 +566,11 @@ class Resource:
     # The relationships rendering reads (its attributes' ``related``), each with the attributes that read it.
     related: dict[str, tuple[str, ...]] = field(init=False)
     # How rendering reads: the names of the attributes shown as stored, one getter for all of them, and
-    # the attributes with a reader or a wire form of their own, a column at a time (see ``wire_page``).
+    # the attributes with a reader or a wire form of their own, for one object and for a column of them
+    # (``wire_values``, ``wire_page``).
     _plain: tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = field(init=False, repr=False)
-    _computed: tuple[tuple[str, Callable[[Sequence[Any], Any], list[Any]]], ...] = field(init=False, repr=False)
+    _computed: tuple[tuple[str, Callable[[Any, Any], Any]], ...] = field(init=False, repr=False)
+    _columns: tuple[tuple[str, Callable[[Sequence[Any], Any], list[Any]]], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.by_name = {a.name: a for a in self.attributes}
@@ -567,21 +582,27 @@ class Resource:
         shown = [a for a in self.attributes if a.visible]
         plain = [a for a in shown if a.read is None and a.read_for is None and a.kind.shown_as_stored]
         self._plain = (tuple(a.name for a in plain), _tuple_getter([a.field for a in plain]))
-        self._computed = tuple((a.name, _column_reader(a)) for a in shown if a not in plain)
+        self._computed = tuple((a.name, _wire_reader(a)) for a in shown if a not in plain)
+        self._columns = tuple((a.name, _column_reader(a)) for a in shown if a not in plain)
 
     def wire_values(self, obj: Any, caller: Any = None, fields: Collection[str] = ()) -> dict[str, Any]:
         """The visible attributes of ``obj`` (only ``fields`` when given) in their wire form, as ``caller``
-        may see them."""
-        return self.wire_page((obj,), caller, fields)[0]
+        may see them: the attributes shown as stored by one C-level getter, the rest one by one, and only
+        when asked for (a relationship not asked for is not loaded). A page renders with ``wire_page``."""
+        names, getter = self._plain
+        shown = dict(zip(names, getter(obj), strict=True))
+        for name, read in self._computed:
+            if not fields or name in fields:
+                shown[name] = read(obj, caller)
+        return {name: value for name, value in shown.items() if name in fields} if fields else shown
 
     def wire_page(self, objs: Sequence[Any], caller: Any = None, fields: Collection[str] = ()) -> list[dict[str, Any]]:
-        """``wire_values`` of many objects. A list page renders a thousand rows: the attributes shown as
-        stored are read by one C-level getter per row, the others a column at a time (a call per
-        attribute, not per row and attribute), and only when asked for (a relationship not asked for
-        is not loaded)."""
+        """``wire_values`` of many objects, the same values: a list page renders a thousand rows, so the
+        attributes not shown as stored are read a column at a time (a call per attribute, not per row
+        and attribute)."""
         names, getter = self._plain
         plain = list(map(getter, objs))
-        computed = [(name, read) for name, read in self._computed if not fields or name in fields]
+        computed = [(name, read) for name, read in self._columns if not fields or name in fields]
         if computed:
             every = names + tuple(name for name, _ in computed)
             columns = zip(*(read(objs, caller) for _, read in computed), strict=True)
