@@ -95,7 +95,9 @@ def test_failover_under_load(pair: PostgresPair, tmp_path: Path) -> None:
     deletes = Counter(a.status for a in answers if a.op == "delete")
     assert {s for s, _ in creates} <= {201, 409, 503}, creates
     assert set(deletes) <= {204, 404, 503}, deletes
-    during = load.window(killed_at + 0.5, promote_at)
+    # Sent into the gap and answered before the promotion began: nothing could have served them. One sent
+    # just before the promotion may be served by the new primary (seen once on a loaded CI machine: a 204).
+    during = Counter(a.status for a in answers if killed_at + 0.5 < a.started and a.answered < promote_at)
     assert during and set(during) == {503}, during
     assert all(a.extra.isdigit() for a in answers if a.status == 503), "503 without Retry-After"
     after = load.window(promoted_at + 1, float("inf"))
