@@ -3,6 +3,7 @@ behind, so that the caller can run it in a thread. Never does it wait for a lock
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -13,6 +14,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from pipam.api import context, resources
+from pipam.api.app import create_app_from_env
 from pipam.config import load_settings
 from pipam.db.models import IpamGate, Port
 from pipam.errors import NotNow
@@ -198,11 +201,6 @@ def test_a_server_answers_while_a_create_waits_for_another_process(tmp_path):
 def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_wait(tmp_path, monkeypatch):
     """Every change of one resource takes the same path as a create: on the loop when it can run at once,
     in a thread when SQLite's lock is held, with the same answer either way."""
-    import asyncio
-
-    from pipam.api import context, resources
-    from pipam.api.app import create_app_from_env
-
     url = new_schema("sqlite", str(tmp_path), "tags")
     monkeypatch.setenv("PIPAM_DATABASE_URL", url)
     monkeypatch.setenv("PIPAM_IPAM_DRIVER", "internal")

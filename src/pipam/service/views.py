@@ -73,10 +73,8 @@ class _Relation:
     def by_parent(self, conn: Connection, keys: list[Any]) -> dict[Any, list[tuple[Any, ...]]]:
         """The children of these parents, grouped by the parent's join column, in the relationship's order."""
         found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
-        make, at = self.make._make, self._parent_at  # type: ignore[attr-defined]
         for start in range(0, len(keys), CHUNK):
-            for row in conn.execute(self._of_parents, {"parent_keys": keys[start : start + CHUNK]}):
-                found[row[at]].append(make(row))
+            self._group(conn.execute(self._of_parents, {"parent_keys": keys[start : start + CHUNK]}).all(), found)
         return found
 
     def of_page(self, conn: Connection, parents: Select[Any]) -> dict[Any, list[tuple[Any, ...]]]:
@@ -86,10 +84,14 @@ class _Relation:
         page = parents.subquery()
         stmt = select(*self.columns).join_from(self.table, page, self._remote == page.c[0]).order_by(*self.order_by)
         found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
-        make, at = self.make._make, self._parent_at  # type: ignore[attr-defined]
-        for row in conn.execute(stmt).all():
-            found[row[at]].append(make(row))
+        self._group(conn.execute(stmt).all(), found)
         return found
+
+    def _group(self, rows: Iterable[Sequence[Any]], found: dict[Any, list[tuple[Any, ...]]]) -> None:
+        """Views of child rows, appended to their parent's list in ``found`` (rows keep their order)."""
+        make, at = self.make._make, self._parent_at  # type: ignore[attr-defined]
+        for row in rows:
+            found[row[at]].append(make(row))
 
 
 class ViewLoader:
