@@ -12,7 +12,8 @@ For each database, one table of ratios, each next to the bound issue 15 sets for
 - memory: the server's RSS after ``--rss-ports`` port creates against its RSS after ``--rss-first`` (1,000).
 
 Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
-rounds so that the machine's load falls on all of them alike. Exit code 3 when a bound is missed
+rounds so that the machine's load falls on all of them alike; the p50 and p99 of ``GET /``, ``GET``
+network and port create are printed beside them. Exit code 3 when a bound is missed
 (the JSON and the table are written first), 1 on an error.
 
     python -m bench.api                                   # SQLite (1 worker) and PostgreSQL (2 workers)
@@ -22,6 +23,7 @@ rounds so that the machine's load falls on all of them alike. Exit code 3 when a
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +35,7 @@ import httpx
 import typer
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert
 
-from bench.common import console, fresh_database, machine, table, write_json
+from bench.common import console, fresh_database, machine, summary, table, write_json
 from bench.fill import allocate_one
 from pipam.db.engine import make_engine
 from pipam.db.models import Subnet
@@ -71,6 +73,8 @@ GOALS = (
     Goal("rss_ratio", "server RSS after --rss-ports port creates / after --rss-first", 1.2),
 )
 
+TAILS = ("root", "get_network", "port")  # the kinds whose p50 and p99 over HTTP are printed too
+
 # --- yardsticks ----------------------------------------------------------------------------------
 
 
@@ -102,17 +106,26 @@ def yardstick(url: str, rows: int, clients: int = 1) -> float:
     return per_client * clients / elapsed
 
 
-def interleaved(kinds: dict[str, Callable[[], object]], samples: int, rounds: int = 5) -> dict[str, float]:
-    """Mean seconds per call of each kind, the kinds taking turns in ``rounds`` rounds."""
-    spent = dict.fromkeys(kinds, 0.0)
+def interleaved(
+    kinds: dict[str, Callable[[], object]],
+    samples: int,
+    rounds: int = 5,
+    calls: dict[str, list[float]] | None = None,
+) -> dict[str, float]:
+    """Mean seconds per call of each kind, the kinds taking turns in ``rounds`` rounds; ``calls``, when
+    given, receives each call's seconds (for the tail: a mean hides whether a few calls pay for all)."""
+    took: dict[str, list[float]] = {name: [] for name in kinds}
     per_round = max(1, samples // rounds)
     for _ in range(rounds):
         for name, call in kinds.items():
-            t0 = time.perf_counter()
+            seconds = took[name]
             for _ in range(per_round):
+                t0 = time.perf_counter()
                 call()
-            spent[name] += time.perf_counter() - t0
-    return {name: s / (per_round * rounds) for name, s in spent.items()}
+                seconds.append(time.perf_counter() - t0)
+    if calls is not None:
+        calls.update(took)
+    return {name: statistics.fmean(seconds) for name, seconds in took.items()}
 
 
 # --- in-process ------------------------------------------------------------------------------------
@@ -288,6 +301,7 @@ def over_http(
         one_port = ports.one()
         for path in ("/", f"/v2.0/networks/{network_id}", f"/v2.0/ports/{one_port}"):  # warm up
             http.get(path).raise_for_status()
+        calls: dict[str, list[float]] = {}
         times = interleaved(
             {
                 "root": lambda: http.get("/"),
@@ -295,8 +309,11 @@ def over_http(
                 "port": ports.one,
             },
             samples,
+            calls=calls,
         )
         out.update({f"http_{k}": v for k, v in times.items()})
+        for k, seconds in calls.items():
+            out[f"http_{k}_p50"], out[f"http_{k}_p99"] = (summary(seconds)[p] / 1000 for p in ("p50_ms", "p99_ms"))
         bulks = ports.bulk_until(rss_first, bulk)
         out["rss_1k"] = rss_bytes(server.proc.pid)
         out["rss_1k_ports"] = ports.created
@@ -431,6 +448,10 @@ def main(
             f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms; statements"
             f" (with COMMIT): fill allocation {r['statements']['fill']}, port create {r['statements']['port']},"
             f" bulk create per port {r['statements']['bulk_per_port']:.2f}"
+        )
+        console.print(
+            "p50 / p99 ms over HTTP: "
+            + ", ".join(f"{k} {r[f'http_{k}_p50'] * 1000:.3f} / {r[f'http_{k}_p99'] * 1000:.3f}" for k in TAILS)
         )
     out["load_after"] = os.getloadavg()
     console.print(f"load average before {load[0]:.1f}, after {out['load_after'][0]:.1f} ({os.cpu_count()} cpus)")
