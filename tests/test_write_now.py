@@ -18,7 +18,7 @@ from pipam.api import context, resources
 from pipam.api.app import create_app_from_env
 from pipam.config import load_settings
 from pipam.db.models import IpamGate, Port
-from pipam.errors import NotNow
+from pipam.errors import HeldInProcess, NotNow
 from pipam.ipam.drivers.internal.driver import InternalDriver
 from pipam.ipam.interface import keeps_state_in_database
 from pipam.service.database import Database, UnitOfWork
@@ -76,8 +76,9 @@ def test_another_process_holding_the_lock_is_refused_at_once(sqlite_db, held_wri
     db, _, network = sqlite_db
     before = counts(db)
     started = time.monotonic()
-    with pytest.raises(NotNow):
+    with pytest.raises(NotNow) as refused:
         db.run_now(create_port(network))
+    assert not isinstance(refused.value, HeldInProcess)  # waiting for it is the pool's, not the loop's
     # Refused, not after SQLite's busy timeout of 60 s.
     assert time.monotonic() - started < 10
     assert counts(db) == before
@@ -112,7 +113,7 @@ def test_a_thread_of_this_process_holding_the_lock_is_refused(sqlite_db):
     try:
         assert inside.wait(30)
         before = counts(db)
-        with pytest.raises(NotNow):
+        with pytest.raises(HeldInProcess):  # the loop may wait for it: it is this process's own change
             db.run_now(create_port(network))
         assert counts(db) == before
     finally:
@@ -250,3 +251,57 @@ def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_
         asyncio.run(main())
     finally:
         app.state.database.dispose()
+
+
+def test_a_change_that_meets_another_of_this_process_waits_for_it_on_the_loop(tmp_path, monkeypatch):
+    """Another change of this process holds the write lock (here a slow one in a thread): the create waits
+    for it on the event loop, which keeps answering meanwhile, and then runs there, not in the pool."""
+    url = new_schema("sqlite", str(tmp_path), "queue")
+    monkeypatch.setenv("PIPAM_DATABASE_URL", url)
+    monkeypatch.setenv("PIPAM_IPAM_DRIVER", "internal")
+    app = create_app_from_env()
+    db: Database = app.state.database
+    hops: list[object] = []
+    real = context.run_in_threadpool
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(context, "run_in_threadpool", counted)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_change(u: UnitOfWork) -> None:
+        inside.set()
+        release.wait(30)
+
+    async def requests(client: httpx.AsyncClient) -> None:
+        network = (await client.post("/v2.0/networks", json={"network": {"name": "n"}})).json()["network"]["id"]
+        body = {"subnet": {"network_id": network, "cidr": "10.9.0.0/24", "ip_version": 4}}
+        assert (await client.post("/v2.0/subnets", json=body)).status_code == 201
+        holder = threading.Thread(target=db.run, args=(slow_change,))
+        holder.start()
+        try:
+            assert inside.wait(30)
+            waiting = asyncio.ensure_future(client.post("/v2.0/ports", json={"port": {"network_id": network}}))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            assert (await client.get(f"/v2.0/networks/{network}")).status_code == 200  # the loop answers
+            release.set()
+            created = await asyncio.wait_for(waiting, 30)
+        finally:
+            release.set()
+            holder.join()
+        assert created.status_code == 201
+        assert created.json()["port"]["fixed_ips"][0]["ip_address"].startswith("10.9.0.")
+        assert hops == []  # it ran on the loop once the lock was free
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pipam", timeout=30) as client:
+            await requests(client)
+
+    try:
+        asyncio.run(main())
+    finally:
+        db.dispose()

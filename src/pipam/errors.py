@@ -351,5 +351,10 @@ class NotNow(Exception):
     pool instead."""
 
 
+class HeldInProcess(NotNow):
+    """A change tried on the event loop found this process's write lock taken by another of its changes:
+    nothing was begun, and the loop can wait for that change to end (``WriteLock.released``) and try again."""
+
+
 class RetryTransaction(Exception):
     """A compare-and-swap lost too many races; the whole transaction should run again."""

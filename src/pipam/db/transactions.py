@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -19,7 +18,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipam.db.engine import is_connection_lost, is_retryable, make_sessionmaker
-from pipam.errors import Conflict, DatabaseUnavailable, NotNow, RetryTransaction, TooMuchContention
+from pipam.db.write_lock import WriteLock
+from pipam.errors import Conflict, DatabaseUnavailable, HeldInProcess, NotNow, RetryTransaction, TooMuchContention
 
 log = logging.getLogger("pipam.db")
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class Runner:
         self.embedded = engine.url.get_backend_name() == "sqlite"
         # SQLite has one writer at a time: threads of one process queue here instead of poll-sleeping in
         # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock decides.
-        self._sqlite_writes = threading.Lock() if self.embedded else None
+        self._sqlite_writes = WriteLock() if self.embedded else None
 
     def session(self, write: bool = True) -> Session:
         return (self._write if write else self._read)()
@@ -165,19 +165,24 @@ class Runner:
 
     def _write_queue(self, now: bool) -> contextlib.AbstractContextManager[Any]:
         """What a write holds while it runs: this process's SQLite write lock (``now``: taken without
-        waiting, or :class:`NotNow`)."""
+        waiting, or :class:`HeldInProcess`)."""
         lock = self._sqlite_writes
         if lock is None:
             return contextlib.nullcontext()
         if not now:
             return lock
         if not lock.acquire(blocking=False):
-            raise NotNow()
+            raise HeldInProcess()
         return _releasing(lock)
+
+    async def writes_released(self) -> None:
+        """Once this process's write lock has been free since the call (SQLite; at once on other databases)."""
+        if self._sqlite_writes is not None:
+            await self._sqlite_writes.released()
 
 
 @contextlib.contextmanager
-def _releasing(lock: threading.Lock) -> Iterator[None]:
+def _releasing(lock: WriteLock) -> Iterator[None]:
     """Release ``lock``, already acquired, when the block ends."""
     try:
         yield

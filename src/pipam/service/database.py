@@ -66,8 +66,13 @@ class Database:
 
     def run_now(self, fn: Callable[[UnitOfWork], T]) -> T:
         """Run the change ``fn`` on SQLite without waiting for anything: :class:`NotNow` (rolled back) when
-        the write lock is taken, when it would be rerun, or when the active backend is not in the database."""
+        the write lock is taken, when it would be rerun, or when the active backend is not in the database;
+        :class:`HeldInProcess`, a kind of NotNow, when another change of this process holds the lock."""
         return self.runner.run(lambda tx: fn(UnitOfWork(self, tx, now=True)), now=True)
+
+    async def writes_released(self) -> None:
+        """Once the change of this process that held its SQLite write lock has ended (see ``run_now``)."""
+        await self.runner.writes_released()
 
     def dispose(self) -> None:
         self.engine.dispose()
