@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -199,10 +199,10 @@ def test_a_server_answers_while_a_create_waits_for_another_process(tmp_path):
             server.stop()
 
 
-def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_wait(tmp_path, monkeypatch):
-    """Every change of one resource takes the same path as a create: on the loop when it can run at once,
-    in a thread when SQLite's lock is held, with the same answer either way."""
-    url = new_schema("sqlite", str(tmp_path), "tags")
+def app_counting_hops(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[Any, list[object]]:
+    """The app ``pipam serve`` builds on a new SQLite database, and the list of its hand-overs to the
+    thread pool (each change's, and the bulk create's own)."""
+    url = new_schema("sqlite", str(tmp_path), name)
     monkeypatch.setenv("PIPAM_DATABASE_URL", url)
     monkeypatch.setenv("PIPAM_IPAM_DRIVER", "internal")
     app = create_app_from_env()
@@ -214,7 +214,29 @@ def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_
         return await real(fn, *args, **kwargs)
 
     monkeypatch.setattr(context, "run_in_threadpool", counted)
-    monkeypatch.setattr(resources, "run_in_threadpool", counted)  # the bulk create's own hand-over
+    monkeypatch.setattr(resources, "run_in_threadpool", counted)
+    return app, hops
+
+
+def drive(app: Any, requests: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
+    """Run ``requests`` against ``app`` through httpx's ASGI transport on one event loop; then close its database."""
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://pipam", timeout=30) as client:
+            await requests(client)
+
+    try:
+        asyncio.run(main())
+    finally:
+        app.state.database.dispose()
+
+
+def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_wait(tmp_path, monkeypatch):
+    """Every change of one resource takes the same path as a create: on the loop when it can run at once,
+    in a thread when SQLite's lock is held, with the same answer either way."""
+    app, hops = app_counting_hops(tmp_path, monkeypatch, "tags")
+    path = app.state.database.settings.database_url.removeprefix("sqlite:///")
 
     async def requests(client: httpx.AsyncClient) -> None:
         network = (await client.post("/v2.0/networks", json={"network": {"name": "n"}})).json()["network"]["id"]
@@ -230,7 +252,7 @@ def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_
         assert added.status_code == 200 and "10.2.0.0/16" in added.json()["prefixes"]
         assert hops == []  # all of them ran on the loop
         # With another process holding the lock, the same change is handed to a thread and waits there.
-        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             other.execute("BEGIN IMMEDIATE")
             waiting = asyncio.ensure_future(client.delete(tags))
@@ -242,33 +264,14 @@ def test_tag_changes_and_member_actions_run_on_the_event_loop_unless_they_would_
             other.close()
         assert (await client.get(tags)).json() == {"tags": []}
 
-    async def main() -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://pipam", timeout=30) as client:
-            await requests(client)
-
-    try:
-        asyncio.run(main())
-    finally:
-        app.state.database.dispose()
+    drive(app, requests)
 
 
 def test_a_change_that_meets_another_of_this_process_waits_for_it_on_the_loop(tmp_path, monkeypatch):
     """Another change of this process holds the write lock (here a slow one in a thread): the create waits
     for it on the event loop, which keeps answering meanwhile, and then runs there, not in the pool."""
-    url = new_schema("sqlite", str(tmp_path), "queue")
-    monkeypatch.setenv("PIPAM_DATABASE_URL", url)
-    monkeypatch.setenv("PIPAM_IPAM_DRIVER", "internal")
-    app = create_app_from_env()
+    app, hops = app_counting_hops(tmp_path, monkeypatch, "queue")
     db: Database = app.state.database
-    hops: list[object] = []
-    real = context.run_in_threadpool
-
-    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        hops.append(fn)
-        return await real(fn, *args, **kwargs)
-
-    monkeypatch.setattr(context, "run_in_threadpool", counted)
     inside, release = threading.Event(), threading.Event()
 
     def slow_change(u: UnitOfWork) -> None:
@@ -296,12 +299,4 @@ def test_a_change_that_meets_another_of_this_process_waits_for_it_on_the_loop(tm
         assert created.json()["port"]["fixed_ips"][0]["ip_address"].startswith("10.9.0.")
         assert hops == []  # it ran on the loop once the lock was free
 
-    async def main() -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://pipam", timeout=30) as client:
-            await requests(client)
-
-    try:
-        asyncio.run(main())
-    finally:
-        db.dispose()
+    drive(app, requests)
