@@ -415,15 +415,23 @@ class Tags(Kind):
 
 @dataclass
 class Timestamp(Kind):
+    """A datetime, or on SQLite as a view reads it the text SQLAlchemy stored (``2026-01-31 12:00:05.000007``,
+    ``pipam.service.views``): both are shown as ``2026-01-31T12:00:05Z``."""
+
     def wire(self, value: Any) -> Any:
-        # isoformat is a third of strftime's cost, two of them per row of a list page, and a third
-        # cheaper again without ``timespec``: the slice drops microseconds (truncated, as ``timespec``
-        # does) and the offset an aware value would carry (strftime's format ignored it too).
+        # isoformat is a third of strftime's cost, and a third cheaper again without ``timespec``: the
+        # slice drops microseconds (truncated, as ``timespec`` does) and the offset an aware value would
+        # carry (strftime's format ignored it too). Stored text is sliced the same way.
+        if type(value) is str:
+            return value[:10] + "T" + value[11:19] + "Z"
         return None if value is None else value.isoformat()[:19] + "Z"
 
     def wire_many(self, values: list[Any]) -> list[Any]:
         # ``wire``'s expression inline: a call per value is what a column spares.
-        return [None if v is None else v.isoformat()[:19] + "Z" for v in values]
+        return [
+            v[:10] + "T" + v[11:19] + "Z" if type(v) is str else None if v is None else v.isoformat()[:19] + "Z"
+            for v in values
+        ]
 
     def parse_filter(self, text: str) -> datetime:
         try:
@@ -457,6 +465,8 @@ class Attr:
     admin_only_on_update: bool = False
     alias_of: str | None = None  # another name for the same attribute (tenant_id for project_id)
     read: Callable[[Any], Any] | None = None  # how to read it from the domain object (default: getattr)
+    # ``read`` already builds the wire form, in new objects: ``kind.wire`` is skipped when rendering
+    shown_as_read: bool = False
     # how to read it for one caller, when a caller may not see all of it (a network's subnets)
     read_for: Callable[[Any, Any], Any] | None = None
     column: str | None = None  # the model's column for filters and sorts, when not ``field``
@@ -523,10 +533,14 @@ def _tuple_getter(fields: list[str]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda obj: tuple(getattr(obj, f) for f in fields)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _wire_reader(attr: Attr) -> Callable[[Any, Any], Any]:
     """``(obj, caller) -> attr's wire value``, as ``Attr.value_of`` then ``Kind.wire`` give it, with the
     choice of reader made once instead of per object."""
-    wire = attr.kind.wire
+    wire = _same if attr.shown_as_read else attr.kind.wire
     read = attr.read or operator.attrgetter(attr.field)
     read_for = attr.read_for
     if read_for is None:
@@ -536,7 +550,7 @@ def _wire_reader(attr: Attr) -> Callable[[Any, Any], Any]:
 
 def _column_reader(attr: Attr) -> Callable[[Sequence[Any], Any], list[Any]]:
     """``(objs, caller) -> attr's wire values``, one per object: ``_wire_reader`` a column at a time."""
-    wire_many = attr.kind.wire_many
+    wire_many = _same if attr.shown_as_read else attr.kind.wire_many
     read = attr.read or operator.attrgetter(attr.field)
     read_for = attr.read_for
 

@@ -101,7 +101,9 @@ DEFINITION = Resource(
             ListOf(FIXED_IP, max_items=MAX_FIXED_IPS),
             post=True,
             put=True,
+            # The rows hold text (``Held``, ``ipallocations``): new dicts of it are already the wire form.
             read=lambda port: [{"subnet_id": a.subnet_id, "ip_address": a.ip_address} for a in port.fixed_ips],
+            shown_as_read=True,
             related="fixed_ips",
         ),
     ),
