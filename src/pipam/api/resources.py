@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from pipam.api.context import caller_of, database_of, read, write
 from pipam.api.listing import links, page_body, parse_query
 from pipam.api.rendering import JsonResponse, render, render_many
+from pipam.api.routes import DirectRoute
 from pipam.errors import BadRequest, HTTPBadRequest, TagNotFound
 from pipam.service import attributes, tags
 from pipam.service.attributes import MemberAction, Resource, Tags
@@ -126,6 +127,7 @@ def router_for(module: ResourceModule) -> APIRouter:
         prefix=f"/v2.0/{definition.collection_path}",
         tags=[definition.plural],
         default_response_class=JsonResponse,
+        route_class=DirectRoute,
     )
 
     @router.get("", summary=f"List {definition.plural}")
@@ -255,21 +257,21 @@ def _tag_routes(router: APIRouter, definition: Resource) -> None:
     @router.get("/{item_id}/tags", summary=f"List the tags of a {definition.singular}")
     async def get_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
-        return {"tags": await read(db, lambda u: tags.listed(u, definition, item_id, caller))}
+        return JsonResponse({"tags": await read(db, lambda u: tags.listed(u, definition, item_id, caller))})
 
     @router.put("/{item_id}/tags", summary=f"Replace the tags of a {definition.singular}", openapi_extra=TAGS_BODY)
     async def put_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
         wanted = tags.body_tags(await json_body(request))
         await write(db, lambda u: tags.replace(u, definition, item_id, wanted, caller))
-        return {"tags": wanted}
+        return JsonResponse({"tags": wanted})
 
     @router.post("/{item_id}/tags", summary=f"Add tags to a {definition.singular}", openapi_extra=TAGS_BODY)
     async def post_tags(item_id: str, request: Request) -> Any:
         db, caller = database_of(request), caller_of(request)
         wanted = tags.body_tags(await json_body(request))
         await write(db, lambda u: tags.add(u, definition, item_id, wanted, caller))
-        return {"tags": wanted}
+        return JsonResponse({"tags": wanted})
 
     @router.delete("/{item_id}/tags", status_code=204, summary=f"Remove all tags of a {definition.singular}")
     async def delete_tags(item_id: str, request: Request) -> Response:
