@@ -57,7 +57,12 @@ def test_a_path_no_route_serves_is_refused_as_neutron_does(client, method, path,
 def test_behind_a_path_prefix(app):
     """A proxy that serves the API under a prefix passes it as the ASGI root path (uvicorn --root-path)."""
     with TestClient(app, root_path="/networking") as prefixed:
-        assert prefixed.get("/networking/v2.0/networks").json() == {"networks": []}
+        made = prefixed.post("/networking/v2.0/networks", json={"network": {"name": "behind"}})
+        assert made.status_code == 201
+        network_id = made.json()["network"]["id"]
+        assert prefixed.get(f"/networking/v2.0/networks/{network_id}").json()["network"]["name"] == "behind"
+        listed = prefixed.get("/networking/v2.0/networks").json()["networks"]
+        assert network_id in [n["id"] for n in listed]
         missing = prefixed.get("/networking/v2.0/networks/abc")
         assert missing.status_code == 404
         assert missing.json()["NeutronError"]["type"] == "NetworkNotFound"
