@@ -81,3 +81,10 @@ def test_an_endpoint_that_returns_data_instead_of_a_response_fails_loudly():
     bare.router.routes.extend(router.routes)
     with TestClient(bare) as c, pytest.raises(TypeError, match="must return a Response"):
         c.get("/things/1")
+
+
+def test_a_route_body_limit_is_refused_rather_than_dropped():
+    """FastAPI enforces a route's ``max_body_size`` in the layer a DirectRoute does without."""
+    router = APIRouter(route_class=DirectRoute)
+    with pytest.raises(ValueError, match="no body limit of its own"):
+        router.add_api_route("/things", lambda request: None, methods=["POST"], max_body_size=10)

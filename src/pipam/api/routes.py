@@ -25,6 +25,9 @@ class DirectRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
+        if self.max_body_size is not None:
+            # FastAPI enforces it in the layer replaced below: refused here rather than dropped unseen.
+            raise ValueError(f"{path}: a DirectRoute has no body limit of its own; RequestGuard limits every body")
         handle = self.get_route_handler()
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
