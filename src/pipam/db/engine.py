@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipam.db import wal_checkpoints
 from pipam.errors import NotNow
 
 
@@ -43,6 +44,7 @@ def make_engine(url: str, *, causal_reads: bool = True, **kwargs: Any) -> Engine
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _configure_sqlite(engine)
+        wal_checkpoints.attach(engine)
         return engine
     options: dict[str, Any] = {
         "pool_pre_ping": True,

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipam.db import wal_checkpoints
 from pipam.db.engine import is_connection_lost, is_retryable, make_sessionmaker
 from pipam.db.write_lock import WriteLock
 from pipam.errors import Conflict, DatabaseUnavailable, HeldInProcess, NotNow, RetryTransaction, TooMuchContention
@@ -90,6 +91,7 @@ class Runner:
         # SQLite has one writer at a time: threads of one process queue here instead of poll-sleeping in
         # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock decides.
         self._sqlite_writes = WriteLock() if self.embedded else None
+        self._checkpoints = wal_checkpoints.of_engine(engine)
 
     def session(self, write: bool = True) -> Session:
         return (self._write if write else self._read)()
@@ -152,6 +154,8 @@ class Runner:
                 if isolation:
                     tx.session.connection(execution_options=isolation)
                 yield
+            if self._checkpoints is not None:
+                self._checkpoints.wake()
             return
         with self._read_engine.connect() as conn:
             if isolation:

@@ -1,0 +1,108 @@
+"""SQLite's WAL checkpoints run in a background thread: what a change commits reaches the database file
+without a request paying for the copy, the thread ends when writes stop or the engine is disposed, and
+a database with no file gets none."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from pipam.config import load_settings
+from pipam.db import wal_checkpoints
+from pipam.db.engine import make_engine
+from pipam.service.database import Database
+from tests.conftest import new_schema
+from tests.helpers import net
+
+
+def _until(condition, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path) -> Iterator[tuple[Database, Path]]:
+    url = new_schema("sqlite", str(tmp_path), "wal")
+    db = Database(load_settings(database_url=url))
+    yield db, Path(url.removeprefix("sqlite:///"))
+    db.dispose()
+
+
+def _names_in_file_alone(path: Path, tmp: Path) -> set[str]:
+    """The network names a copy of the database file holds without its write-ahead log: what a
+    checkpoint has copied there."""
+    copy = tmp / "alone.db"
+    shutil.copyfile(path, copy)
+    conn = sqlite3.connect(copy)
+    try:
+        return {name for (name,) in conn.execute("SELECT name FROM networks")}
+    finally:
+        conn.close()
+
+
+def test_a_committed_change_reaches_the_database_file_in_the_background(sqlite_db, tmp_path):
+    db, path = sqlite_db
+    checkpoints = wal_checkpoints.of_engine(db.engine)
+    assert checkpoints is not None
+    before = checkpoints.done
+    net(db, name="checkpointed")
+    # No writer's own checkpoint copies a few pages (they wait for BACKSTOP_PAGES): the thread does.
+    assert _until(lambda: checkpoints.done > before)
+    assert "checkpointed" in _names_in_file_alone(path, tmp_path)
+
+
+def test_writers_checkpoint_themselves_only_past_the_backstop(sqlite_db):
+    db, _ = sqlite_db
+    with db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == wal_checkpoints.BACKSTOP_PAGES
+
+
+def test_the_thread_ends_when_writes_stop_and_comes_back_with_the_next(sqlite_db, monkeypatch, tmp_path):
+    db, path = sqlite_db
+    monkeypatch.setattr(wal_checkpoints, "IDLE", 0.2)
+    checkpoints = wal_checkpoints.of_engine(db.engine)
+    net(db, name="first")
+    assert checkpoints.running
+    assert _until(lambda: not checkpoints.running)
+    net(db, name="second")
+    assert checkpoints.running
+    assert _until(lambda: "second" in _names_in_file_alone(path, tmp_path))
+
+
+def test_dispose_ends_the_thread_after_a_last_checkpoint(sqlite_db, tmp_path, monkeypatch):
+    db, path = sqlite_db
+    monkeypatch.setattr(wal_checkpoints, "INTERVAL", 30.0)  # only the last checkpoint can copy it
+    checkpoints = wal_checkpoints.of_engine(db.engine)
+    net(db, name="last")
+    assert checkpoints.running
+    db.dispose()
+    assert not checkpoints.running
+    assert "last" in _names_in_file_alone(path, tmp_path)
+
+
+def test_a_removed_file_is_not_made_again(tmp_path):
+    path = tmp_path / "gone.db"
+    sqlite3.connect(path).close()
+    checkpoints = wal_checkpoints.WalCheckpoints(str(path))
+    path.unlink()
+    checkpoints.wake()
+    assert _until(lambda: not checkpoints.running)
+    assert not path.exists()
+
+
+def test_no_thread_for_a_database_in_memory():
+    engine = make_engine("sqlite://")
+    try:
+        assert wal_checkpoints.of_engine(engine) is None
+    finally:
+        engine.dispose()
