@@ -3,16 +3,17 @@
 A checkpoint copies the pages the write-ahead log holds back into the database file and syncs both
 (two fsyncs with ``synchronous=NORMAL``). By default SQLite runs one in the connection that commits
 once the log passes 1,000 pages. A port create writes about 22 pages, so every 46th create paid for
-one: 6-7 ms on this VM, a fifth of the mean commit time and the whole of a create's p99 (bench/README.md,
-twelfth round).
+one: 6-7 ms on this VM, more than half of all the time commits took and the whole of a create's p99
+(bench/README.md, twelfth round).
 
 Here a thread per database file runs them (PASSIVE: never waiting for a reader or a writer), at most
 every ``INTERVAL`` seconds while writes come in, so copying and syncing overlap the requests instead of
 delaying one of them. SQLite's step releases the GIL, so the copy runs on another core. Writers keep
 their own checkpoint as a backstop at ``BACKSTOP_PAGES``: the log is restarted from its beginning only
 after a checkpoint that caught up with every commit, which a thread racing steady writes rarely does,
-and a log growing without end would slow every reader. The thread starts at the first write and
-ends after ``IDLE`` seconds without one, or when the engine is disposed.
+and a log growing without end would fill the disk and slow readers, which search it for every page.
+The thread starts at the first write and ends after ``IDLE`` seconds without one, or when the engine
+is disposed.
 """
 
 from __future__ import annotations
