@@ -4,6 +4,7 @@ a database with no file gets none."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import time
@@ -88,6 +89,25 @@ def test_dispose_ends_the_thread_after_a_last_checkpoint(sqlite_db, tmp_path, mo
     db.dispose()
     assert not checkpoints.running
     assert "last" in _names_in_file_alone(path, tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_thread(sqlite_db):
+    db, _ = sqlite_db
+    checkpoints = wal_checkpoints.of_engine(db.engine)
+    net(db, name="before the fork")
+    assert checkpoints.running
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is not here, and a write must start one
+        code = 1
+        try:
+            if not checkpoints.running:
+                checkpoints.wake()
+                code = 0 if checkpoints.running else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_a_removed_file_is_not_made_again(tmp_path):

@@ -19,6 +19,7 @@ is disposed.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -44,11 +45,17 @@ class WalCheckpoints:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.done = 0  # checkpoints run (tests and benchmarks read it)
+        self._fresh()
+        _ALL.add(self)
+
+    def _fresh(self) -> None:
+        """No thread yet, nothing wanted. Also a forked child's start: the parent's thread is not in the
+        child, and a lock some thread of the parent held at the fork would stay held there for ever."""
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.done = 0  # checkpoints run (tests and benchmarks read it)
 
     @property
     def running(self) -> bool:
@@ -121,6 +128,16 @@ class WalCheckpoints:
             # own checkpoint (BACKSTOP_PAGES) still bounds the log.
             log.debug("background WAL checkpoint of %s skipped: %s", self.path, exc)
 
+
+_ALL: weakref.WeakSet[WalCheckpoints] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for checkpoints in list(_ALL):
+        checkpoints._fresh()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _OF_ENGINE: weakref.WeakKeyDictionary[Engine, WalCheckpoints] = weakref.WeakKeyDictionary()
 
