@@ -76,8 +76,8 @@ class WalCheckpoints:
                 self._thread.start()
 
     def stop(self) -> None:
-        """End the thread, after one last checkpoint if a write came since the previous one, and wait for
-        it. A later write starts a new one (an engine may be used again after ``dispose``)."""
+        """End the thread after one last checkpoint, and wait for it. A later write starts a new one (an
+        engine may be used again after ``dispose``)."""
         with self._guard:
             self._stopping.set()
             thread = self._thread
