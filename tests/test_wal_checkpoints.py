@@ -126,3 +126,13 @@ def test_no_thread_for_a_database_in_memory():
         assert wal_checkpoints.of_engine(engine) is None
     finally:
         engine.dispose()
+
+
+def test_a_relative_path_is_the_file_the_engine_opened(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    engine = make_engine("sqlite:///relative.db")
+    try:
+        checkpoints = wal_checkpoints.of_engine(engine)
+        assert checkpoints is not None and checkpoints.path == str(tmp_path / "relative.db")
+    finally:
+        engine.dispose()

@@ -45,7 +45,7 @@ class WalCheckpoints:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.done = 0  # checkpoints run (tests and benchmarks read it)
+        self.done = 0  # checkpoints run (tests read it)
         self._fresh()
         _ALL.add(self)
 
@@ -62,8 +62,8 @@ class WalCheckpoints:
         return self._thread is not None
 
     def wake(self) -> None:
-        """A write committed: checkpoint soon. Called on every commit, so it costs an attribute read
-        when a checkpoint is already wanted."""
+        """A write committed: checkpoint soon. Called on every commit, so while the thread runs and a
+        checkpoint is already wanted it only reads the event's flag and the thread."""
         if not self._wanted.is_set():
             self._wanted.set()
         if self._thread is None:
@@ -148,7 +148,9 @@ def attach(engine: Engine) -> None:
     path = engine.url.database
     if not path or path == ":memory:" or path.startswith("file:") or engine.url.query.get("uri"):
         return
-    checkpoints = WalCheckpoints(path)
+    # Resolved now, as the engine's first connection resolves it: the thread connects later, and a
+    # relative path read against another working directory would miss the file on every attempt.
+    checkpoints = WalCheckpoints(os.path.abspath(path))
     _OF_ENGINE[engine] = checkpoints
 
     @event.listens_for(engine, "connect")
