@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Executable, Result
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +39,9 @@ class Transaction:
         self._session: Session | None = None
         self._connection: Connection | None = None
         self._undos: list[Callable[[], None]] = []
+        # Set when a write's work is done and its commit begins: a connection lost from then on may
+        # have taken the commit with it, so the transaction is not run again.
+        self.committing = False
 
     def read_on(self, connection: Connection) -> None:
         """A read: the transaction is ``connection``'s, and a session, if one is asked for, joins it."""
@@ -56,6 +59,27 @@ class Transaction:
         if self._connection is None:
             self._connection = self.session.connection()
         return self._connection
+
+    @contextlib.contextmanager
+    def stream(self, stmt: Executable) -> Iterator[Result[Any]]:
+        """``stmt``'s rows as they are read (a server-side cursor, 500 rows at a time), on this
+        transaction's connection.
+
+        PostgreSQL keeps such a cursor in a transaction block, and a read there runs in autocommit
+        (``_read_options``): for the stream's time the connection opens a block, ended after it. At
+        READ COMMITTED the statement reads what it would have read in the read's own transaction."""
+        conn = self.connection
+        driver = conn.connection.driver_connection
+        block = conn.dialect.name == "postgresql" and driver.autocommit
+        if block:
+            driver.autocommit = False
+        try:
+            with conn.execute(stmt, execution_options={"yield_per": 500}) as result:
+                yield result
+        finally:
+            if block and not driver.broken:  # a lost connection is discarded by SQLAlchemy anyway
+                driver.rollback()
+                driver.autocommit = True
 
     def close(self) -> None:
         if self._session is not None:
@@ -83,7 +107,7 @@ class Runner:
         self.attempts = max(1, retries)
         self._write = make_sessionmaker(engine)
         self._write_now = make_sessionmaker(engine.execution_options(sqlite_nowait=True))
-        self._read_engine = engine.execution_options(sqlite_immediate=False)
+        self._read_engine = engine.execution_options(sqlite_immediate=False, **_read_options(engine))
         self._read = make_sessionmaker(self._read_engine)
         self.retries = 0  # transactions rerun after a deadlock or a lost race (benchmarks report it)
         # The database lives in this process (SQLite): no network between it and the caller.
@@ -117,7 +141,10 @@ class Runner:
         if now and (not write or self._sqlite_writes is None):
             raise ValueError("now=True is for SQLite writes")
         attempts = 1 if now or not retry else self.attempts
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        replaced = False  # a pooled connection found dead, and the transaction run again on a new one
+        while attempt < attempts:
+            attempt += 1
             tx = Transaction(self._write_now if now else self._write if write else self._read)
             try:
                 with self._begin(tx, write, snapshot, now):
@@ -126,6 +153,11 @@ class Runner:
             except (RetryTransaction, DBAPIError) as exc:
                 tx.undo()
                 if isinstance(exc, DBAPIError) and is_connection_lost(exc):
+                    if retry and not replaced and _found_dead(exc, tx):
+                        replaced = True
+                        attempt -= 1  # not a lost race: the next run has the same chances as the first
+                        log.info("a pooled database connection was dead; running the transaction again: %s", exc)
+                        continue
                     raise DatabaseUnavailable() from exc
                 if isinstance(exc, DBAPIError) and not is_retryable(exc):
                     raise
@@ -154,6 +186,7 @@ class Runner:
                 if isolation:
                     tx.session.connection(execution_options=isolation)
                 yield
+                tx.committing = True
             if self._checkpoints is not None:
                 self._checkpoints.wake()
             return
@@ -192,3 +225,24 @@ def _releasing(lock: WriteLock) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _read_options(engine: Engine) -> dict[str, Any]:
+    """PostgreSQL reads in autocommit: psycopg sends BEGIN as a round trip of its own and then COMMIT,
+    two of a show's three (the select is the third). At READ COMMITTED each statement reads its own
+    snapshot inside a transaction too, so a read sees the same rows either way; a ``snapshot`` read
+    sets REPEATABLE READ on its connection, which begins a real transaction. MariaDB is left as it is:
+    PyMySQL begins without a round trip, and switching a connection to autocommit and back costs three."""
+    return {"isolation_level": "AUTOCOMMIT"} if engine.dialect.name == "postgresql" else {}
+
+
+def _found_dead(exc: DBAPIError, tx: Transaction) -> bool:
+    """The connection died under the transaction before its commit began: nothing of it can have been
+    committed, so running it again on a new connection is safe. SQLAlchemy has then marked every
+    connection the pool opened before it as stale, and the next checkout opens a new one.
+
+    This replaces a ping at every checkout (``pool_pre_ping``), which cost each transaction a round
+    trip: after a database restart or failover, the first statement on each old connection fails
+    instead, and the transaction runs once more. A database that is still down fails the second run
+    too, at connect, and the client gets 503."""
+    return exc.connection_invalidated and not tx.committing

@@ -173,7 +173,7 @@ def list_items(
         # Tags live in a JSON column: filtered here, reading on until the page is full.
         # The stream is closed before the page's relationships are read on the same connection.
         rows = []
-        with conn.execute(stmt.execution_options(yield_per=500)) as stream:
+        with tx.stream(stmt) as stream:
             for row in stream:
                 if all(_tag_match(k, v, list(row.tags or [])) for k, v in tag_filters.items()):
                     rows.append(row)
