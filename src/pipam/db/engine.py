@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextvars import ContextVar
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -43,6 +47,8 @@ def make_engine(url: str, *, causal_reads: bool = True, **kwargs: Any) -> Engine
     backend = make_url(url).get_backend_name()
     kwargs.setdefault("json_deserializer", json_loads)
     if backend == "sqlite":
+        if wal_checkpoints.file_of(make_url(url)) is not None:
+            kwargs.setdefault("poolclass", wal_checkpoints.CheckpointedPool)
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _configure_sqlite(engine)
         wal_checkpoints.attach(engine)
@@ -112,10 +118,37 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
+class SqliteBegin(Enum):
+    """How a SQLite transaction begins; ``SQLITE_BEGIN`` says which for the next one."""
+
+    # The write lock up front: a deferred transaction that later writes can fail with "database is
+    # locked" instead of waiting, when another process wrote first.
+    IMMEDIATE = "BEGIN IMMEDIATE"
+    DEFERRED = "BEGIN"  # a read
+    # A change tried on the event loop: the write lock now or not at all (NotNow), since waiting for
+    # another process there would stall every request of the worker.
+    NOW = "BEGIN IMMEDIATE, not waiting"
+
+
+# Set by ``pipam.db.transactions`` around the transactions it runs; tools and tests that begin on an
+# engine themselves get IMMEDIATE.
+SQLITE_BEGIN: ContextVar[SqliteBegin] = ContextVar("pipam_sqlite_begin", default=SqliteBegin.IMMEDIATE)
+
+
+@contextlib.contextmanager
+def sqlite_begins(how: SqliteBegin) -> Iterator[None]:
+    """SQLite transactions begun in the block begin ``how``."""
+    token = SQLITE_BEGIN.set(how)
+    try:
+        yield
+    finally:
+        SQLITE_BEGIN.reset(token)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see on_begin).
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see _sqlite_begin).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -124,28 +157,31 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that later writes can
-        # fail with "database is locked" instead of waiting, when another process wrote first.
-        options = conn.get_execution_options()
-        immediate = options.get("sqlite_immediate", True)
-        # Straight to the driver: SQLAlchemy's statement machinery cost more than the BEGIN itself.
-        driver = conn.connection.driver_connection
-        if not options.get("sqlite_nowait", False):
-            driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            return
-        # A change tried on the event loop: take the write lock now or not at all, since waiting for
-        # another process here would stall every request of this worker.
-        driver.execute("PRAGMA busy_timeout=0")
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                raise NotNow() from exc
-            raise
-        finally:
-            driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # The dialect's own step, not a "begin" listener (a pool event like "connect" above costs nothing
+    # per statement): once an engine has any listener of its own, SQLAlchemy dispatches its execution
+    # events around every statement, which cost a tenth of a port create's instructions.
+    engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
+
+
+def _sqlite_begin(dbapi_conn: Any) -> None:
+    """BEGIN as ``SQLITE_BEGIN`` says; the driver connection is in autocommit (``on_connect``), so
+    nothing else begins. Straight to the driver: SQLAlchemy's statement machinery cost more than it."""
+    driver = dbapi_conn.driver_connection
+    if driver.in_transaction:  # begun by a listener (``pipam.db.transactions._begun_deferred``)
+        return
+    how = SQLITE_BEGIN.get()
+    if how is not SqliteBegin.NOW:
+        driver.execute(how.value)
+        return
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise NotNow() from exc
+        raise
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -26,6 +26,8 @@ ID = String(36)
 IP = String(64)
 # Free-range keys: the address as 32 lower-case hex digits, so string order is numeric order.
 KEY = String(32)
+# Column.info key: the read-only views (``pipam.service.views``) read the column as the driver gives it.
+READ_AS_TEXT = "read_as_text"
 
 
 class StandardAttrs:
@@ -35,7 +37,8 @@ class StandardAttrs:
     project_id: Mapped[str] = mapped_column(String(255), default="", index=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     description: Mapped[str] = mapped_column(String(255), default="")
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Views read it as stored: rendering parses it (``Tags``), and skips an empty list's text.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, info={READ_AS_TEXT: True})
     revision_number: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

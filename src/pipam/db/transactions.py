@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Executable, Result
+from sqlalchemy import Connection, Engine, Executable, Result, event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipam.db import wal_checkpoints
-from pipam.db.engine import is_connection_lost, is_retryable, make_sessionmaker
+from pipam.db.engine import SqliteBegin, is_connection_lost, is_retryable, make_sessionmaker, sqlite_begins
 from pipam.db.write_lock import WriteLock
 from pipam.errors import Conflict, DatabaseUnavailable, HeldInProcess, NotNow, RetryTransaction, TooMuchContention
 
@@ -106,8 +106,7 @@ class Runner:
         self.engine = engine
         self.attempts = max(1, retries)
         self._write = make_sessionmaker(engine)
-        self._write_now = make_sessionmaker(engine.execution_options(sqlite_nowait=True))
-        self._read_engine = engine.execution_options(sqlite_immediate=False, **_read_options(engine))
+        self._read_engine = engine.execution_options(**_read_options(engine))
         self._read = make_sessionmaker(self._read_engine)
         self.retries = 0  # transactions rerun after a deadlock or a lost race (benchmarks report it)
         # The database lives in this process (SQLite): no network between it and the caller.
@@ -116,9 +115,11 @@ class Runner:
         # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock decides.
         self._sqlite_writes = WriteLock() if self.embedded else None
         self._checkpoints = wal_checkpoints.of_engine(engine)
+        self._read_outside = make_sessionmaker(_begun_deferred(self._read_engine)) if self.embedded else self._read
 
     def session(self, write: bool = True) -> Session:
-        return (self._write if write else self._read)()
+        """A session outside ``run`` (tests, tools)."""
+        return (self._write if write else self._read_outside)()
 
     def run(
         self,
@@ -145,7 +146,7 @@ class Runner:
         replaced = False  # a pooled connection found dead, and the transaction run again on a new one
         while attempt < attempts:
             attempt += 1
-            tx = Transaction(self._write_now if now else self._write if write else self._read)
+            tx = Transaction(self._write if write else self._read)
             try:
                 with self._begin(tx, write, snapshot, now):
                     result = fn(tx)
@@ -182,7 +183,9 @@ class Runner:
         """Begin ``tx``; commit it when the block ends, roll it back when the block raises."""
         isolation = {"isolation_level": "REPEATABLE READ"} if snapshot and not self.embedded else {}
         if write:
-            with self._write_queue(now), tx.session.begin():
+            # The session begins at its first statement: inside the block, which says how.
+            how = SqliteBegin.NOW if now else SqliteBegin.IMMEDIATE
+            with self._write_queue(now), sqlite_begins(how), tx.session.begin():
                 if isolation:
                     tx.session.connection(execution_options=isolation)
                 yield
@@ -193,7 +196,9 @@ class Runner:
         with self._read_engine.connect() as conn:
             if isolation:
                 conn.execution_options(**isolation)
-            with conn.begin():
+            with sqlite_begins(SqliteBegin.DEFERRED):
+                began = conn.begin()
+            with began:
                 tx.read_on(conn)
                 try:
                     yield
@@ -225,6 +230,19 @@ def _releasing(lock: WriteLock) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _begun_deferred(engine: Engine) -> Engine:
+    """``engine``, its SQLite transactions begun deferred by a listener of its own: for the read sessions
+    ``session`` hands out, which begin outside ``sqlite_begins``. The listener costs each of their
+    statements SQLAlchemy's execution events (``pipam.db.engine``); ``run`` does not use this engine."""
+    deferred = engine.execution_options()
+
+    @event.listens_for(deferred, "begin")
+    def begin(conn: Connection) -> None:
+        conn.connection.driver_connection.execute(SqliteBegin.DEFERRED.value)  # type: ignore[union-attr]
+
+    return deferred
 
 
 def _read_options(engine: Engine) -> dict[str, Any]:

@@ -26,6 +26,8 @@ import weakref
 from urllib.parse import quote
 
 from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import QueuePool
 
 log = logging.getLogger("pipam.db")
 
@@ -142,24 +144,49 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 _OF_ENGINE: weakref.WeakKeyDictionary[Engine, WalCheckpoints] = weakref.WeakKeyDictionary()
 
 
-def attach(engine: Engine) -> None:
-    """Background checkpoints for the database file of ``engine`` (none for an in-memory database):
-    its connections checkpoint themselves only past ``BACKSTOP_PAGES``."""
-    path = engine.url.database
-    if not path or path == ":memory:" or path.startswith("file:") or engine.url.query.get("uri"):
-        return
-    # Resolved now, as the engine's first connection resolves it: the thread connects later, and a
-    # relative path read against another working directory would miss the file on every attempt.
-    checkpoints = WalCheckpoints(os.path.abspath(path))
-    _OF_ENGINE[engine] = checkpoints
+class CheckpointedPool(QueuePool):
+    """The pool of a SQLite file's engine: disposing of it (``Engine.dispose``) ends the file's thread,
+    after a last checkpoint. An "engine_disposed" listener would do the same, but any listener on the
+    engine makes SQLAlchemy dispatch its execution events around every statement (``pipam.db.engine``)."""
 
-    @event.listens_for(engine, "connect")
+    checkpoints: WalCheckpoints | None = None
+
+    def dispose(self) -> None:
+        super().dispose()
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
+
+    def recreate(self) -> QueuePool:
+        pool = super().recreate()
+        pool.checkpoints = self.checkpoints  # type: ignore[attr-defined]
+        return pool
+
+
+def file_of(url: URL) -> str | None:
+    """The database file a SQLite URL names, resolved now; None for an in-memory database or a URI.
+    Resolved as the engine's first connection resolves it: the thread connects later, and a relative
+    path read against another working directory would miss the file on every attempt."""
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:") or url.query.get("uri"):
+        return None
+    return os.path.abspath(path)
+
+
+def attach(engine: Engine) -> None:
+    """Background checkpoints for the database file of ``engine``, made with ``CheckpointedPool`` when
+    ``file_of`` its URL is a file: its connections checkpoint themselves only past ``BACKSTOP_PAGES``."""
+    path = file_of(engine.url)
+    if path is None:
+        return
+    if not isinstance(engine.pool, CheckpointedPool):
+        raise TypeError(f"background checkpoints need a CheckpointedPool, not {type(engine.pool).__name__}")
+    checkpoints = WalCheckpoints(path)
+    _OF_ENGINE[engine] = checkpoints
+    engine.pool.checkpoints = checkpoints
+
+    @event.listens_for(engine, "connect")  # a pool event: it costs nothing per statement
     def on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
-
-    @event.listens_for(engine, "engine_disposed")
-    def on_disposed(_engine: Engine) -> None:
-        checkpoints.stop()
 
 
 def of_engine(engine: Engine) -> WalCheckpoints | None:

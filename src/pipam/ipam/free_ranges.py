@@ -77,6 +77,7 @@ class RangeStore:
         self._grow_right = (
             update(table).where(*same_pool, c.first_key == bindparam("edge")).values(first_key=bindparam("new_key"))
         )
+        self._add = insert(table)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ class RangeStore:
             return
         owner_name = self.owner.key
         session.connection().execute(
-            insert(self.table),
+            self._add,
             [{owner_name: o, "pool_id": p, "first_key": to_key(a), "last_key": to_key(b)} for o, p, a, b in rows],
         )
 

@@ -35,6 +35,8 @@ from pipam.ipam.interface import (
 )
 
 AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
+# Built once: building it and its cache key per call cost 2% of a port create (bench.instructions).
+_RECORD = insert(IPAllocation)
 
 # name -> (driver class, its settings); raises IpamBackendUnavailable when this server cannot use it
 Resolver = Callable[[str], tuple[type[IpamDriver], Any]]
@@ -179,7 +181,7 @@ class AllocationEngine:
         """The core rows of addresses of one subnet the backend just handed out; journalled once."""
         # A Core insert: an ORM flush would cost more than the allocation itself.
         self.session.connection().execute(
-            insert(IPAllocation),
+            _RECORD,
             [
                 {
                     "ip_address": h.ip_address,

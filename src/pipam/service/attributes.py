@@ -20,6 +20,7 @@ from typing import Any
 
 import netaddr
 
+from pipam.db.engine import json_loads
 from pipam.errors import HTTPBadRequest, InvalidInput, NotFound
 
 MISSING: Any = object()
@@ -403,10 +404,13 @@ class Tags(Kind):
         return sorted(tags)
 
     def wire(self, value: Any) -> Any:
+        if type(value) is str:  # a view's: the stored JSON text (``pipam.service.views``)
+            return json_loads(value)
         return list(value or [])
 
     def wire_many(self, values: list[Any]) -> list[Any]:
-        return [list(v) if v else [] for v in values]  # ``wire`` inline
+        # ``wire`` inline; most resources have no tags, and their text is parsed by no call at all.
+        return [([] if v == "[]" else json_loads(v)) if type(v) is str else list(v) if v else [] for v in values]
 
     def json_schema(self) -> dict[str, Any]:
         item = {"type": "string", "maxLength": TAG_MAX_LEN}

@@ -18,11 +18,12 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from pipam.db.transactions import Transaction
 from pipam.errors import BadRequest, HTTPBadRequest, InvalidInput, MarkerNotFound
-from pipam.service.attributes import Invalid, Resource
+from pipam.service.attributes import Invalid, Resource, Tags
 from pipam.service.policy import Caller, can_read, visible_clause
 from pipam.service.views import views_of
 
 TAG_FILTERS = ("tags", "tags-any", "not-tags", "not-tags-any")
+_TAGS = Tags()  # reads a row's tags as rendering does: a view holds them as stored
 
 
 @dataclass
@@ -175,7 +176,7 @@ def list_items(
         rows = []
         with tx.stream(stmt) as stream:
             for row in stream:
-                if all(_tag_match(k, v, list(row.tags or [])) for k, v in tag_filters.items()):
+                if all(_tag_match(k, v, _TAGS.wire(row.tags)) for k, v in tag_filters.items()):
                     rows.append(row)
                     if len(rows) == limit:
                         break

@@ -16,10 +16,11 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, DateTime, String, bindparam, inspect, select, type_coerce
+from sqlalchemy import JSON, Connection, DateTime, String, bindparam, inspect, select, type_coerce
 from sqlalchemy.orm import Mapper, RelationshipProperty
 from sqlalchemy.sql import ColumnElement, Select
 
+from pipam.db.models import READ_AS_TEXT
 from pipam.service.attributes import Resource
 
 # Parents per IN list when a page's relationships are loaded (SQLAlchemy's selectin loader uses 500 too).
@@ -33,11 +34,17 @@ def _columns(mapper: Mapper[Any]) -> tuple[list[str], list[ColumnElement[Any]]]:
 
 
 def _as_read(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A timestamp as the driver gives it: SQLite keeps it as text, which rendering slices into its wire
-    form (``Timestamp``) for a third of the cost of parsing it into a datetime and formatting that again,
-    two per row of a list page. The other drivers give datetimes either way (String has no result
-    processor there)."""
-    return type_coerce(column, String()) if isinstance(column.type, DateTime) else column
+    """A timestamp or a JSON value (tags) as the driver gives it.
+
+    SQLite keeps a timestamp as text, which rendering slices into its wire form (``Timestamp``) for a
+    third of the cost of parsing it into a datetime and formatting that again, two per row of a list
+    page. The other drivers give datetimes either way (String has no result processor there).
+
+    A JSON column marked ``READ_AS_TEXT`` (tags) is text on SQLite and MariaDB, which rendering parses
+    (``Tags``) only when it is not an empty list: SQLAlchemy's processor made three calls per row to
+    parse every value. psycopg gives PostgreSQL's json already parsed."""
+    as_text = isinstance(column.type, DateTime) or (isinstance(column.type, JSON) and column.info.get(READ_AS_TEXT))
+    return type_coerce(column, String()) if as_text else column
 
 
 def _key_of(mapper: Mapper[Any], column: Any) -> str:
