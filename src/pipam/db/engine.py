@@ -133,6 +133,9 @@ class SqliteBegin(Enum):
 # Set by ``pipam.db.transactions`` around the transactions it runs; tools and tests that begin on an
 # engine themselves get IMMEDIATE.
 SQLITE_BEGIN: ContextVar[SqliteBegin] = ContextVar("pipam_sqlite_begin", default=SqliteBegin.IMMEDIATE)
+# A pooled connection's ``info`` key: how its next BEGIN begins, over ``SQLITE_BEGIN``, when a listener
+# of an engine of its own decides (``pipam.db.transactions._begun_deferred``).
+BEGIN_NEXT = "pipam_sqlite_begin_next"
 
 
 @contextlib.contextmanager
@@ -167,9 +170,7 @@ def _sqlite_begin(dbapi_conn: Any) -> None:
     """BEGIN as ``SQLITE_BEGIN`` says; the driver connection is in autocommit (``on_connect``), so
     nothing else begins. Straight to the driver: SQLAlchemy's statement machinery cost more than it."""
     driver = dbapi_conn.driver_connection
-    if driver.in_transaction:  # begun by a listener (``pipam.db.transactions._begun_deferred``)
-        return
-    how = SQLITE_BEGIN.get()
+    how = dbapi_conn.info.pop(BEGIN_NEXT, None) or SQLITE_BEGIN.get()
     if how is not SqliteBegin.NOW:
         driver.execute(how.value)
         return

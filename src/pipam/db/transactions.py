@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipam.db import wal_checkpoints
-from pipam.db.engine import SqliteBegin, is_connection_lost, is_retryable, make_sessionmaker, sqlite_begins
+from pipam.db.engine import BEGIN_NEXT, SqliteBegin, is_connection_lost, is_retryable, make_sessionmaker, sqlite_begins
 from pipam.db.write_lock import WriteLock
 from pipam.errors import Conflict, DatabaseUnavailable, HeldInProcess, NotNow, RetryTransaction, TooMuchContention
 
@@ -240,7 +240,7 @@ def _begun_deferred(engine: Engine) -> Engine:
 
     @event.listens_for(deferred, "begin")
     def begin(conn: Connection) -> None:
-        conn.connection.driver_connection.execute(SqliteBegin.DEFERRED.value)  # type: ignore[union-attr]
+        conn.connection.info[BEGIN_NEXT] = SqliteBegin.DEFERRED  # read by the dialect's begin, next
 
     return deferred
 
