@@ -136,3 +136,11 @@ def test_a_relative_path_is_the_file_the_engine_opened(tmp_path, monkeypatch):
         assert checkpoints is not None and checkpoints.path == str(tmp_path / "relative.db")
     finally:
         engine.dispose()
+
+
+def test_the_pool_logs_as_sqlalchemys_pool_does(sqlite_db):
+    """The pool's messages ("Pool recreating" when a server stops) stay under SQLAlchemy's logger, which
+    Pipam does not configure (Python's default shows warnings only), not under Pipam's own, at INFO."""
+    db, _ = sqlite_db
+    assert isinstance(db.engine.pool, wal_checkpoints.CheckpointedPool)
+    assert db.engine.pool.logger.name.startswith("sqlalchemy.pool.")

@@ -150,6 +150,8 @@ class CheckpointedPool(QueuePool):
     engine makes SQLAlchemy dispatch its execution events around every statement (``pipam.db.engine``)."""
 
     checkpoints: WalCheckpoints | None = None
+    # Logs as SQLAlchemy's pool does ("Pool recreating" at INFO), not under Pipam's own loggers.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
 
     def dispose(self) -> None:
         super().dispose()
