@@ -44,14 +44,17 @@ def make_engine(url: str, *, causal_reads: bool = True, **kwargs: Any) -> Engine
     """An engine for ``url``; on a Galera cluster with ``causal_reads`` (the default) every read waits
     for the write sets the cluster committed before it (``wsrep_sync_wait``)."""
     url = normalise_url(url)
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
     kwargs.setdefault("json_deserializer", json_loads)
     if backend == "sqlite":
-        if wal_checkpoints.file_of(make_url(url)) is not None:
+        path = wal_checkpoints.file_of(parsed)
+        if path is not None:
             kwargs.setdefault("poolclass", wal_checkpoints.CheckpointedPool)
         engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
         _configure_sqlite(engine)
-        wal_checkpoints.attach(engine)
+        if path is not None:
+            wal_checkpoints.attach(engine, path)
         return engine
     options: dict[str, Any] = {
         # No pre-ping: it cost every transaction a round trip (60-130 us of wall clock on PostgreSQL).

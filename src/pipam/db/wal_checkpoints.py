@@ -174,12 +174,9 @@ def file_of(url: URL) -> str | None:
     return os.path.abspath(path)
 
 
-def attach(engine: Engine) -> None:
-    """Background checkpoints for the database file of ``engine``, made with ``CheckpointedPool`` when
-    ``file_of`` its URL is a file: its connections checkpoint themselves only past ``BACKSTOP_PAGES``."""
-    path = file_of(engine.url)
-    if path is None:
-        return
+def attach(engine: Engine, path: str) -> None:
+    """Background checkpoints for ``path``, the database file of ``engine`` (``file_of`` its URL), made
+    with ``CheckpointedPool``: its connections checkpoint themselves only past ``BACKSTOP_PAGES``."""
     if not isinstance(engine.pool, CheckpointedPool):
         raise TypeError(f"background checkpoints need a CheckpointedPool, not {type(engine.pool).__name__}")
     checkpoints = WalCheckpoints(path)
