@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench.api import GOALS
+from bench.api import GOALS, page_floor
+from bench.common import fresh_database
 
+from pipam.testing import local
 from tests.databases import server_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +97,34 @@ def test_api(tmp_path):
     for goal in GOALS:
         assert goal.what in done.stdout
     assert (done.returncode == 3) == ("MISSED" in done.stdout)
+
+
+def test_page_floor_reads_the_list_page():
+    """The list page's floor reads the page ``GET /v2.0/ports?limit=1000`` shows: every port, in the list's
+    default order (by id), each with its addresses."""
+    db = fresh_database("sqlite", "page_floor", "internal")
+    url = db.engine.url.render_as_string(hide_password=False)
+    try:
+
+        def setup(u):
+            network = local.create(u, "network", {"name": "floor"})
+            local.create(u, "subnet", {"network_id": network["id"], "cidr": "10.9.0.0/24", "ip_version": 4})
+            made = local.create_many(u, "port", [{"network_id": network["id"]}] * 5)
+            return [*made, local.create(u, "port", {"network_id": network["id"], "fixed_ips": []})]
+
+        shown = sorted(db.run(setup), key=lambda p: p["id"])
+        read, close = page_floor(url)
+        try:
+            floor = json.loads(read())["ports"]
+        finally:
+            close()
+    finally:
+        db.dispose()
+    assert [p["id"] for p in floor] == [p["id"] for p in shown] and len(floor) == 6
+    assert [[a["ip_address"] for a in p["fixed_ips"]] for p in floor] == [
+        [a["ip_address"] for a in p["fixed_ips"]] for p in shown
+    ]
+    assert sum(len(p["fixed_ips"]) for p in floor) == 5
 
 
 def test_profile_request():
