@@ -230,8 +230,8 @@ def test_a_page_reads_a_relationship_only_for_fields_that_show_it(db, many_of_ea
     ids=["plain", "reverse", "marker", "sorted", "filtered"],
 )
 def test_a_page_reads_its_relationships_by_its_own_statement_only_when_that_is_cheap(db, many_of_each, shape, joined):
-    """A page without filters or a sort reads its rows' relationships by joining to its own statement
-    again (an index walk); with one, by the rows' keys, so a scan or a sort is not made twice. Either
+    """A page without filters or a sort reads its rows' relationships with its own statement nested in
+    theirs (an index walk); with one, by the rows' keys, so a scan or a sort is not made twice. Either
     way every row shows as its instance does."""
     sent: list[str] = []
 
@@ -264,5 +264,49 @@ def test_a_page_reads_its_relationships_by_its_own_statement_only_when_that_is_c
             assert db.run(compare, write=False) >= 1
         finally:
             event.remove(db.engine, "before_cursor_execute", record)
-        by_join = [s for s in sent if "JOIN (SELECT" in s.upper().replace("\n", " ")]
-        assert bool(by_join) is (joined and bool(definition.related)), (definition.singular, sent)
+        # Joined to the page (SQLite, MariaDB) or given it as an array of keys (PostgreSQL): either
+        # way the page's own SELECT is nested in the children's statement.
+        nested = ("JOIN (SELECT", "= ANY (ARRAY((SELECT")
+        by_page = [s for s in sent if any(n in s.upper() for n in nested)]
+        assert bool(by_page) is (joined and bool(definition.related)), (definition.singular, sent)
+
+
+def test_a_postgresql_page_looks_its_addresses_up_instead_of_scanning_them(db, backend):
+    """The first page of 20,000 ports reads its addresses through their index. Joined to the page, a
+    PostgreSQL that knew the tables' sizes hashed the page and scanned every address, so a page took
+    longer the more ports there were (24-35 ms over 104,000 ports, 6 ms over 10,000)."""
+    if db.engine.dialect.name != "postgresql" or backend != "internal":
+        pytest.skip("PostgreSQL's plan; the backend does not matter")
+    network = net(db)
+    sub = subnet(db, network["id"], "10.0.0.0/16")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO ports (id, network_id, mac_address, admin_state_up, status, device_id, device_owner,"
+            " project_id, name, description, tags, revision_number, created_at, updated_at)"
+            " SELECT md5(i::text), %(net)s, 'm' || i, true, 'DOWN', '', '', '', '', '', '[]', 0, now(), now()"
+            " FROM generate_series(1, 20000) AS i",
+            {"net": network["id"]},
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO ipallocations (ip_address, subnet_id, ip_key, port_id, network_id)"
+            " SELECT i::text, %(sub)s, lpad(i::text, 32, '0'), md5(i::text), %(net)s"
+            " FROM generate_series(1, 20000) AS i",
+            {"sub": sub["id"], "net": network["id"]},
+        )
+        conn.exec_driver_sql("ANALYZE ports, ipallocations")
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    ports = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        page = db.run(lambda u: list_items(u.tx, ports, ListQuery(limit=1000), ADMIN).items, write=False)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(page) == 1000 and all(len(p.fixed_ips) == 1 for p in page)
+    ((statement, parameters),) = [(s, p) for s, p in sent if s.startswith("SELECT ipallocations.")]
+    with db.engine.connect() as conn:
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {statement}", parameters))
+    assert "ix_ipallocations_port_id" in plan and "Seq Scan on ipallocations" not in plan, plan

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Connection, DateTime, String, bindparam, inspect, select, type_coerce
+from sqlalchemy import JSON, Connection, DateTime, String, any_, bindparam, func, inspect, select, type_coerce
 from sqlalchemy.orm import Mapper, RelationshipProperty
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -93,11 +93,20 @@ class _Relation:
         return found
 
     def of_page(self, conn: Connection, parents: Select[Any]) -> dict[Any, list[tuple[Any, ...]]]:
-        """``by_parent`` of the parents' keys that ``parents`` (one column) selects, joined to it in the
+        """``by_parent`` of the parents' keys that ``parents`` (one column) selects, read with it in the
         database: no bound parameter per key (SQLAlchemy renders 1,000 of them for a page, which cost
         more than reading the children)."""
-        page = parents.subquery()
-        stmt = select(*self.columns).join_from(self.table, page, self._remote == page.c[0]).order_by(*self.order_by)
+        if conn.dialect.name == "postgresql":
+            # The keys as one array, each looked up in the children's index. Joined to the page instead,
+            # PostgreSQL hashed it and scanned every child row: a page's addresses took 24-35 ms over
+            # 104,000 ports against 6 ms at 10,000; looked up, 5-6 ms and 4 ms.
+            keys = any_(func.array(parents.scalar_subquery()))
+            stmt = select(*self.columns).where(self._remote == keys).order_by(*self.order_by)
+        else:
+            # SQLite and MariaDB walk the page and look each key up in the children's index.
+            page = parents.subquery()
+            stmt = select(*self.columns).join_from(self.table, page, self._remote == page.c[0])
+            stmt = stmt.order_by(*self.order_by)
         found: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
         self._group(conn.execute(stmt).all(), found)
         return found
