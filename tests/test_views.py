@@ -274,7 +274,7 @@ def test_a_page_reads_its_relationships_by_its_own_statement_only_when_that_is_c
 def test_a_postgresql_page_looks_its_addresses_up_instead_of_scanning_them(db, backend):
     """The first page of 20,000 ports reads its addresses through their index. Joined to the page, a
     PostgreSQL that knew the tables' sizes hashed the page and scanned every address, so a page took
-    longer the more ports there were (24-35 ms over 104,000 ports, 6 ms over 10,000)."""
+    longer the more ports there were (24-35 ms over 103,500 ports, 6 ms over 10,000)."""
     if db.engine.dialect.name != "postgresql" or backend != "internal":
         pytest.skip("PostgreSQL's plan; the backend does not matter")
     network = net(db)

@@ -99,7 +99,7 @@ class _Relation:
         if conn.dialect.name == "postgresql":
             # The keys as one array, each looked up in the children's index. Joined to the page instead,
             # PostgreSQL hashed it and scanned every child row: a page's addresses took 24-35 ms over
-            # 104,000 ports against 6 ms at 10,000; looked up, 5-6 ms and 4 ms.
+            # 103,500 ports against 6 ms at 10,000; looked up, 5-6 ms and 4 ms.
             keys = any_(func.array(parents.scalar_subquery()))
             stmt = select(*self.columns).where(self._remote == keys).order_by(*self.order_by)
         else:
