@@ -163,7 +163,8 @@ class Port(StandardAttrs, Base):
     __table_args__ = (UniqueConstraint("network_id", "mac_address", name="uq_ports_network_id_mac"),)
 
     network_id: Mapped[str] = mapped_column(ID, ForeignKey("networks.id"), index=True)
-    mac_address: Mapped[str] = mapped_column(String(32))
+    # Indexed alone for a bulk create's check of its drawn MACs (revision 0005).
+    mac_address: Mapped[str] = mapped_column(String(32), index=True)
     admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(16), default="DOWN")
     device_id: Mapped[str] = mapped_column(String(255), default="", index=True)
