@@ -62,7 +62,7 @@ class Goal:
     dbs: tuple[str, ...] = ()  # the databases the bound is set for; reported on the others
 
     def applies(self, db: str) -> bool:
-        return self.bound is not None and (not self.dbs or db in self.dbs)
+        return not self.dbs or db in self.dbs
 
     def met(self, value: float) -> bool:
         assert self.bound is not None
@@ -162,13 +162,13 @@ def page_floor(url: str) -> tuple[Callable[[], bytes], Callable[[], None]]:
         cur.execute(addresses)
         address_names = [d[0] for d in cur.description]
         held: dict[Any, list[dict[str, Any]]] = {}
-        at = address_names.index("port_id")
+        port_at = address_names.index("port_id")
         for row in cur.fetchall():
-            held.setdefault(row[at], []).append(dict(zip(address_names, row, strict=True)))
+            held.setdefault(row[port_at], []).append(dict(zip(address_names, row, strict=True)))
         cur.close()
         raw.commit()
-        at = names.index("id")
-        page = [{**dict(zip(names, row, strict=True)), "fixed_ips": held.get(row[at], [])} for row in ports]
+        id_at = names.index("id")
+        page = [{**dict(zip(names, row, strict=True)), "fixed_ips": held.get(row[id_at], [])} for row in ports]
         return orjson.dumps({"ports": page}, default=str)
 
     def close() -> None:
@@ -525,9 +525,9 @@ def main(
         rows = []
         for goal in GOALS:
             value = r["ratios"][goal.key]
-            bound = f"{'>=' if goal.at_least else '<='} {goal.bound}"
+            bound = "(none)" if goal.bound is None else f"{'>=' if goal.at_least else '<='} {goal.bound}"
             if goal.bound is None:
-                verdict, bound = "-", "(none)"
+                verdict = "-"
             elif not goal.applies(kind):
                 verdict, bound = "-", f"({bound})"
             elif goal.met(value):
