@@ -113,6 +113,13 @@ class Node:
         return self.dir / "mariadbd.log"
 
     @property
+    def tmpdir(self) -> Path:
+        # A mariadbd that starts deletes every "#sql*" file in its tmpdir: with the default /tmp, a
+        # server starting elsewhere on the machine can delete the temporary tables of this one's
+        # bootstrap (mariadb-install-db then fails on "Unknown table 'mysql.tmp_user_sys'").
+        return self.dir / "tmp"
+
+    @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -145,6 +152,7 @@ class GaleraCluster:
     def _create(self) -> None:
         for node in self.nodes:
             node.datadir.mkdir(parents=True)
+            node.tmpdir.mkdir()
             node.cnf.write_text(self._config(node))
         subprocess.run(["chown", "-R", "mysql:mysql", str(self.base)], check=True)
         first = self.nodes[0]
@@ -153,6 +161,7 @@ class GaleraCluster:
                 INSTALL_DB,
                 "--no-defaults",
                 f"--datadir={first.datadir}",
+                f"--tmpdir={first.tmpdir}",  # passed on to the bootstrap mariadbd
                 "--user=mysql",
                 # root without password from 127.0.0.1 too (the default is unix-socket login only).
                 "--auth-root-authentication-method=normal",
@@ -188,6 +197,7 @@ class GaleraCluster:
         return f"""[mysqld]
 user = mysql
 datadir = {node.datadir}
+tmpdir = {node.tmpdir}
 socket = {node.dir}/mysqld.sock
 pid-file = {node.dir}/mysqld.pid
 port = {node.port}
