@@ -180,6 +180,32 @@ def test_a_bulk_draws_its_macs_clear_of_the_network(db, v4, monkeypatch):
     assert all(len(p["fixed_ips"]) == 1 for p in made)
 
 
+def test_a_bulk_checks_a_given_mac_against_the_ports_before_it(db, v4, monkeypatch):
+    """A bulk writes its ports' rows together, but a port that gives its MAC is checked as one create
+    after the other would be: against the ports before it in the same bulk, drawn MACs included."""
+    n, _ = v4
+    monkeypatch.setattr(ports_module, "_random_mac", lambda: "fa:16:3e:00:00:07")
+    bodies = [{"network_id": n}, {"network_id": n, "mac_address": "fa:16:3e:00:00:07"}]
+    err = error_of(lambda: db.run(lambda u: local.create_many(u, "port", bodies)))
+    assert (err.status, err.type) == (409, "MacAddressInUse")
+    given = [{"network_id": n, "mac_address": "fa:16:3e:00:00:08"}] * 2
+    err = error_of(lambda: db.run(lambda u: local.create_many(u, "port", given)))
+    assert (err.status, err.type) == (409, "MacAddressInUse")
+    assert avail(db, n)["used_ips"] == 0
+
+
+def test_a_bulk_draws_its_macs_clear_of_a_mac_given_before_them(db, v4, monkeypatch):
+    n, _ = v4
+    draws = iter(["fa:16:3e:00:00:09", "fa:16:3e:00:00:0a"])
+    monkeypatch.setattr(ports_module, "_random_mac", lambda: next(draws))
+    bodies = [{"network_id": n, "mac_address": "fa:16:3e:00:00:09"}, {"network_id": n}]
+    reruns = db.runner.retries
+    made = db.run(lambda u: local.create_many(u, "port", bodies))
+    assert db.runner.retries == reruns
+    assert [p["mac_address"] for p in made] == ["fa:16:3e:00:00:09", "fa:16:3e:00:00:0a"]
+    assert all(len(p["fixed_ips"]) == 1 for p in made)
+
+
 def test_duplicate_mac_is_409(db, v4):
     n, _ = v4
     port(db, n, mac_address="fa:16:3e:01:02:03")

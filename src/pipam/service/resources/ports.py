@@ -135,6 +135,8 @@ _INSERT_PORTS = insert(Port.__table__)
 def _insert(uow: UnitOfWork, made: list[Port]) -> None:
     """Insert new ports with one Core statement and keep them in the session as if just loaded: an ORM
     flush of one new object cost more than the address allocation after it. Every column is set here."""
+    if not made:
+        return  # an executemany of no rows would insert one row of defaults
     for port in made:
         port.id = new_id()
     uow.session.connection().execute(_INSERT_PORTS, [{key: getattr(p, key) for key in _PORT_COLUMNS} for p in made])
@@ -311,8 +313,8 @@ def _change_mac(uow: UnitOfWork, port: Port, wanted: str | None, device_owner: s
 def _new_port(
     uow: UnitOfWork, req: Request, caller: Caller, batch: _Batch | None = None
 ) -> tuple[Port, list[Wanted] | None, networks.NetworkFacts]:
-    """The port's row, checked and written (no address yet), the addresses its fixed_ips ask for (None:
-    none given, the default allocations apply), and its network."""
+    """The port's row, checked but not written (``_insert`` does), the addresses its fixed_ips ask for
+    (None: none given, the default allocations apply), and its network."""
     network = batch.network(req["network_id"]) if batch else networks.facts(uow, req["network_id"], caller)
     port = Port()
     new_standard(port, req, caller)
@@ -330,12 +332,12 @@ def _new_port(
         wanted = _wanted(
             uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller, network.subnets
         )
-    _insert(uow, [port])
     return port, wanted, network
 
 
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN, batch: _Batch | None = None) -> Port:
     port, wanted, network = _new_port(uow, req, caller, batch)
+    _insert(uow, [port])
     if wanted is None:
         held = _default_allocations(uow, port, network.subnets)
     else:
@@ -373,8 +375,13 @@ def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) ->
     but the any-addresses of the ports without fixed_ips are claimed a batch per subnet, not one by one."""
     batch = _Batch(uow, reqs, caller)
     made: list[Port] = []
-    pending: list[Port] = []  # written, default allocations not done yet
+    pending: list[Port] = []  # default allocations not done yet
+    unwritten: list[Port] = []  # the tail of pending whose rows are not inserted yet: one statement for all
     for req in reqs:
+        if req.get("fixed_ips") is not None or req.get("mac_address") is not None:
+            # This port's checks read the addresses or MACs in use, which include the ports before it.
+            _insert(uow, unwritten)
+            unwritten = []
         if req.get("fixed_ips") is not None:
             # One by one, the earlier ports would hold their addresses before this one asks for its own.
             _default_allocations_each(uow, pending, batch)
@@ -384,10 +391,16 @@ def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) ->
         try:
             port, _, _ = _new_port(uow, req, caller, batch)
         except PipamError:
+            _insert(uow, unwritten)
             _default_allocations_each(uow, pending, batch)  # one by one, an earlier port's failure came first
             raise
+        if req.get("mac_address") is not None:
+            _insert(uow, [port])  # a MAC drawn for a later port is checked against the database
+        else:
+            unwritten.append(port)
         pending.append(port)
         made.append(port)
+    _insert(uow, unwritten)
     _default_allocations_each(uow, pending, batch)
     return made
 
