@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from starlette.concurrency import run_in_threadpool
 
 from pipam.api.context import caller_of, database_of, read, write
@@ -114,10 +114,13 @@ def create_many(
     # A module with a batch create of its own (ports: addresses claimed in batches) does them all at once.
     batch = getattr(module, "create_many", None)
     made = batch(u, reqs, caller) if batch is not None else [module.create(u, r, caller) for r in reqs]
-    # Read them back in one query: the relationships rendering reads (the mapper's selectin ones, such
-    # as a port's addresses) then load in one statement for the batch, not one lazy load per object.
+    # Read back the ones with attributes still to load, in one query: the relationships rendering reads
+    # (the mapper's selectin ones, such as a subnet's pools) then load in one statement for the batch,
+    # not one lazy load per object. A batch create's ports come back whole, addresses included.
     model = definition.model
-    u.session.execute(select(model).where(model.id.in_([obj.id for obj in made]))).all()
+    unloaded = [obj.id for obj in made if inspect(obj).unloaded]
+    if unloaded:
+        u.session.execute(select(model).where(model.id.in_(unloaded))).all()
     return render_many(definition, made, caller=caller)
 
 

@@ -78,7 +78,25 @@ def make_engine(url: str, *, causal_reads: bool = True, **kwargs: Any) -> Engine
     if backend == "mysql":
         _configure_galera(engine, causal_reads)
         event.listen(engine, "reset", _reset_open_transaction)
+    elif backend == "postgresql":
+        event.listen(engine, "do_execute", _execute_unprepared)
     return engine
+
+
+# The execution option of a statement psycopg must not prepare: ``.execution_options(**UNPREPARED)``.
+UNPREPARED = {"pipam_unprepared": True}
+
+
+def _execute_unprepared(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
+    """Run a statement marked ``UNPREPARED`` without a server-side prepared statement, so that PostgreSQL
+    plans it for its values each time. psycopg prepares a statement on its fifth run; PostgreSQL may
+    then keep one generic plan, costed when the table was small, until the table is next analyzed: a
+    lookup of 1,000 values went from an index to comparing every row with each value (2.8 s a bulk
+    create at 100,000 ports, bench/README.md)."""
+    if not context.execution_options.get("pipam_unprepared"):
+        return None
+    cursor.execute(statement, parameters, prepare=False)
+    return True
 
 
 def _reset_open_transaction(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pipam.db.base import new_id
+from pipam.db.engine import UNPREPARED
 from pipam.db.models import IPAllocation, Port, Subnet
 from pipam.errors import (
     GatewayIpInUse,
@@ -284,7 +285,8 @@ def _random_macs(uow: UnitOfWork, network_id: str, count: int) -> list[str]:
         # By MAC alone, on its own index: asked with the network too, PostgreSQL without statistics of
         # the table read every port of the network and compared each with all the MACs (revision 0005).
         # Another network's port with one of them is rare, and is left out here.
-        found = uow.session.execute(select(Port.network_id, Port.mac_address).where(Port.mac_address.in_(drawn)))
+        check = select(Port.network_id, Port.mac_address).where(Port.mac_address.in_(drawn))
+        found = uow.session.execute(check.execution_options(**UNPREPARED))
         chosen |= drawn - {mac for network, mac in found if network == network_id}
         if len(chosen) == count:
             return list(chosen)

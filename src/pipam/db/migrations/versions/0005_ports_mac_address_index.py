@@ -10,8 +10,9 @@ of (a few rows per network): it read every port of the network through its index
 compared each with all 1,000 MACs, so a bulk create took longer the more ports the network had (0.56 ms
 a port at 10,000 ports on one network, 2.6 ms at 50,000, in one process). Asked by MAC alone, on an
 index of the MAC, no port is read for its network: flat to 60,000 ports without statistics, and flat
-at 100,000 with them (a PostgreSQL that has none still reads the whole table past about 60,000; see
-bench/README.md).
+at 100,000 with them. Past about 60,000 ports, a PostgreSQL without statistics still read the whole
+table, through a generic plan of the prepared statement; the check is now sent unprepared
+(``pipam.db.engine.UNPREPARED``; bench/README.md).
 """
 
 from __future__ import annotations
