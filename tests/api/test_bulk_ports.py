@@ -117,3 +117,33 @@ def test_the_first_port_to_find_its_network_full_names_the_error(api):
     body = err(bulk(api, [b] * 2 + [a] * 6 + [b] * 4), 409, "IpAddressGenerationFailure")
     assert small["a"] in body["message"]
     assert all_ports(api) == []
+
+
+def test_ports_that_name_one_subnet_take_its_addresses_in_order_and_do_not_overflow(api):
+    net, first, second = two_small_subnets(api)
+    leave_free(api, net, first, 3)
+    named = {"network_id": net, "fixed_ips": [{"subnet_id": first}]}
+    # One after the other: the default port takes one of the 3 free addresses, the named ones the other
+    # two, and the third named one finds none; naming a subnet never moves on to the next one.
+    err(bulk(api, [{"network_id": net}, named, named, named]), 409, "IpAddressGenerationFailure")
+    assert len(all_ports(api)) == 10
+    # Named first, they take the free addresses; the default port after them overflows.
+    made = ok(bulk(api, [named, named, named, {"network_id": net}]), 201)["ports"]
+    assert [p["fixed_ips"][0]["subnet_id"] for p in made] == [first, first, first, second]
+    assert len({p["fixed_ips"][0]["ip_address"] for p in made}) == 4
+    listed = {p["id"]: p["fixed_ips"] for p in all_ports(api)}
+    assert all(listed[p["id"]] == p["fixed_ips"] for p in made)
+
+
+def test_a_named_subnets_exhaustion_comes_before_a_later_ports_error(api):
+    net, first, _ = two_small_subnets(api)
+    leave_free(api, net, first, 2)
+    named = {"network_id": net, "fixed_ips": [{"subnet_id": first}]}
+    missing = "00000000-0000-0000-0000-000000000000"
+    err(bulk(api, [named] * 3 + [{"network_id": missing}]), 409, "IpAddressGenerationFailure")
+    err(bulk(api, [named] * 2 + [{"network_id": missing}]), 404, "NetworkNotFound")
+    # A subnet of another network, named by a later port, is refused as for a single create.
+    other = mk(api, "network", name="other")["id"]
+    foreign = {"network_id": other, "fixed_ips": [{"subnet_id": first}]}
+    err(bulk(api, [named, foreign]), 400, "InvalidInput")
+    assert len(all_ports(api)) == 11

@@ -171,16 +171,20 @@ def _wanted(
     mac: str,
     caller: Caller,
     on_network: Sequence[SubnetFacts] | None = None,
+    batch: _Batch | None = None,
 ) -> list[Wanted]:
     """Each ``fixed_ips`` entry as a typed address request on one subnet of the port's network (whose
-    subnets, when already read, are ``on_network``)."""
+    subnets, when already read, are ``on_network``; a bulk's ``batch`` reads each named subnet once)."""
     wanted: list[Wanted] = []
     seen: set[tuple[str, str]] = set()
     for entry in entries:
         ip = entry.get("ip_address")
         subnet: SubnetFacts
         if entry.get("subnet_id") is not None:
-            subnet = subnets.on_network(uow, entry["subnet_id"], network_id, caller)
+            if batch is not None:
+                subnet = batch.subnet(entry["subnet_id"], network_id)
+            else:
+                subnet = subnets.on_network(uow, entry["subnet_id"], network_id, caller)
             if ip is not None and (ip.version != subnet.ip_version or ip not in ipaddress.ip_network(subnet.cidr)):
                 raise InvalidIpForSubnet(str(ip))
         elif ip is not None:
@@ -332,7 +336,7 @@ def _new_port(
     wanted = None
     if req.get("fixed_ips") is not None:
         wanted = _wanted(
-            uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller, network.subnets
+            uow, req["fixed_ips"], network.id, port.device_owner, port.mac_address, caller, network.subnets, batch
         )
     return port, wanted, network
 
@@ -340,30 +344,43 @@ def _new_port(
 def create(uow: UnitOfWork, req: Request, caller: Caller = ADMIN, batch: _Batch | None = None) -> Port:
     port, wanted, network = _new_port(uow, req, caller, batch)
     _insert(uow, [port])
-    if wanted is None:
-        held = _default_allocations(uow, port, network.subnets)
-    else:
-        held = uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
-    _show(uow, port, held)
+    _place(uow, port, wanted, network.subnets)
     return port
 
 
+def _place(uow: UnitOfWork, port: Port, wanted: list[Wanted] | None, on_network: Sequence[SubnetFacts]) -> None:
+    """Allocate a written port's addresses: those it asked for, or the defaults (``wanted`` None)."""
+    if wanted is None:
+        held = _default_allocations(uow, port, on_network)
+    else:
+        held = uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
+    _show(uow, port, held)
+
+
 class _Batch:
-    """What the ports of one bulk create share: each network read once, and random MACs drawn for all
-    of a network's ports at once (one by one, a collision would rerun the whole bulk, and among 100,000
-    ports a 1,000-port bulk almost always has one)."""
+    """What the ports of one bulk create share: each network and named subnet read once, and random MACs
+    drawn for all of a network's ports at once (one by one, a collision would rerun the whole bulk, and
+    among 100,000 ports a 1,000-port bulk almost always has one)."""
 
     def __init__(self, uow: UnitOfWork, reqs: list[Request], caller: Caller) -> None:
         self.uow = uow
         self.caller = caller
         self.reqs = reqs
         self._networks: dict[str, networks.NetworkFacts] = {}
+        self._subnets: dict[tuple[str, str], SubnetFacts] = {}
         self._macs: dict[str, list[str]] = {}
 
     def network(self, network_id: str) -> networks.NetworkFacts:
         if network_id not in self._networks:
             self._networks[network_id] = networks.facts(self.uow, network_id, self.caller)
         return self._networks[network_id]
+
+    def subnet(self, subnet_id: str, network_id: str) -> SubnetFacts:
+        """A subnet the bulk's fixed_ips name, checked once for the caller and the network."""
+        key = (subnet_id, network_id)
+        if key not in self._subnets:
+            self._subnets[key] = subnets.on_network(self.uow, subnet_id, network_id, self.caller)
+        return self._subnets[key]
 
     def mac(self, network_id: str) -> str:
         if network_id not in self._macs:
@@ -374,37 +391,93 @@ class _Batch:
 
 def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) -> list[Port]:
     """A bulk create: what ``create`` of each request in turn gives (addresses, errors, all or nothing),
-    but the any-addresses of the ports without fixed_ips are claimed a batch per subnet, not one by one."""
+    but a run of ports that take their default addresses, or one any-address of the same subnet, have
+    their rows inserted together and their addresses claimed a batch per subnet, not one by one."""
     batch = _Batch(uow, reqs, caller)
+    run = _Run(uow, batch)
     made: list[Port] = []
-    pending: list[Port] = []  # default allocations not done yet
-    unwritten: list[Port] = []  # the tail of pending whose rows are not inserted yet: one statement for all
     for req in reqs:
-        if req.get("fixed_ips") is not None or req.get("mac_address") is not None:
-            # This port's checks read the addresses or MACs in use, which include the ports before it.
-            _insert(uow, unwritten)
-            unwritten = []
-        if req.get("fixed_ips") is not None:
-            # One by one, the earlier ports would hold their addresses before this one asks for its own.
-            _default_allocations_each(uow, pending, batch)
-            pending = []
-            made.append(create(uow, req, caller, batch))
-            continue
-        try:
-            port, _, _ = _new_port(uow, req, caller, batch)
-        except PipamError:
-            _insert(uow, unwritten)
-            _default_allocations_each(uow, pending, batch)  # one by one, an earlier port's failure came first
-            raise
         if req.get("mac_address") is not None:
-            _insert(uow, [port])  # a MAC drawn for a later port is checked against the database
-        else:
-            unwritten.append(port)
-        pending.append(port)
+            run.write()  # its check reads the MACs in use, the ports before it included
+        try:
+            port, wanted, network = _new_port(uow, req, caller, batch)
+        except PipamError:
+            run.finish()  # one by one, an earlier port's failure came first
+            raise
         made.append(port)
-    _insert(uow, unwritten)
-    _default_allocations_each(uow, pending, batch)
+        subnet = _any_address_subnet(wanted)
+        if wanted is not None and subnet is None:
+            # Named addresses, or several: one by one, the ports before it hold theirs first.
+            run.finish()
+            _insert(uow, [port])
+            _place(uow, port, wanted, network.subnets)
+            continue
+        if not run.fits(subnet):
+            run.finish()
+        # A port that gives its MAC is written at once: a MAC drawn for a later port is checked against
+        # the database.
+        run.add(port, subnet, written=req.get("mac_address") is not None)
+    run.finish()
     return made
+
+
+def _any_address_subnet(wanted: list[Wanted] | None) -> SubnetFacts | None:
+    """The subnet of a port that asks for just one any-address, by subnet (else None)."""
+    if wanted is not None and len(wanted) == 1 and not wanted[0].named:
+        return wanted[0].subnet
+    return None
+
+
+class _Run:
+    """Consecutive ports of a bulk whose addresses come the same way: the defaults (``subnet`` None) or
+    one any-address of ``subnet``. Their rows go in with one insert, their addresses a batch per subnet;
+    ``finish`` before any other port is placed keeps the order of one create after the other."""
+
+    def __init__(self, uow: UnitOfWork, batch: _Batch) -> None:
+        self.uow = uow
+        self.batch = batch
+        self.subnet: SubnetFacts | None = None
+        self.ports: list[Port] = []
+        self.unwritten: list[Port] = []
+
+    def fits(self, subnet: SubnetFacts | None) -> bool:
+        if not self.ports:
+            return True
+        if subnet is None or self.subnet is None:
+            return subnet is None and self.subnet is None
+        return subnet.id == self.subnet.id
+
+    def add(self, port: Port, subnet: SubnetFacts | None, written: bool) -> None:
+        if written:
+            self.write()
+            _insert(self.uow, [port])
+        else:
+            self.unwritten.append(port)
+        self.subnet = subnet
+        self.ports.append(port)
+
+    def write(self) -> None:
+        _insert(self.uow, self.unwritten)
+        self.unwritten = []
+
+    def finish(self) -> None:
+        """Write the run's rows and claim its addresses: raises the first failing port's error."""
+        self.write()
+        ports, subnet = self.ports, self.subnet
+        self.ports, self.subnet = [], None
+        if not ports:
+            return
+        if subnet is None:
+            _default_allocations_each(self.uow, ports, self.batch)
+            return
+        rows, failed = _first_with_room_each(self.uow, list(enumerate(ports)), [subnet])
+        if failed is not None:
+            raise failed[1]
+        held: dict[str, list[Held]] = {port.id: [] for port in ports}
+        for h in rows:
+            held[h.port_id].append(h)
+        for port in ports:
+            _show(self.uow, port, held[port.id])
 
 
 def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch) -> None:
