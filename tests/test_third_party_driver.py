@@ -156,3 +156,25 @@ def test_verify_probes_the_free_space_of_an_outside_ipam(ext_db, schema_url, ext
     ]
     code, out = cli(schema_url, "extipam", "ipam", "repair", "--backend", "extipam", "--yes")
     assert code == 1 and "probes an outside IPAM" in out
+
+
+def test_a_driver_without_its_optional_dependencies_is_skipped_quietly(monkeypatch, caplog):
+    """A plain install has the Nautobot driver's entry point but not httpx: listing the drivers' schemas
+    (every ``pipam db`` command and every start) says nothing above DEBUG about it, while a driver that
+    fails to load for any other reason is still a warning."""
+    from pipam.errors import IpamDriverNotFound
+    from pipam.ipam import registry
+
+    def load(name: str):  # type: ignore[no-untyped-def]
+        causes = {"needs_extra": ModuleNotFoundError("No module named 'httpx'"), "broken": RuntimeError("bug")}
+        try:
+            raise causes[name]
+        except Exception as exc:
+            raise IpamDriverNotFound(f"IPAM driver {name!r} failed to load: {exc}") from exc
+
+    monkeypatch.setattr(registry, "available_drivers", lambda: ["broken", "needs_extra"])
+    monkeypatch.setattr(registry, "load_driver", load)
+    with caplog.at_level("DEBUG", logger="pipam.ipam"):
+        assert registry.schema_locations() == []
+    levels = {r.getMessage().split("'")[1]: r.levelname for r in caplog.records}
+    assert levels == {"broken": "WARNING", "needs_extra": "DEBUG"}

@@ -57,7 +57,10 @@ def schema_locations() -> list[Path]:
         try:
             location = getattr(load_driver(name), "schema", None)
         except IpamDriverNotFound as exc:
-            log.warning("%s; its tables (if any) are not upgraded", exc.message)
+            # A driver whose optional dependencies are not installed (``pipam[nautobot]``) is not in use
+            # here, so a warning on every start would only be noise; any other failure to load is news.
+            level = logging.DEBUG if isinstance(exc.__cause__, ModuleNotFoundError) else logging.WARNING
+            log.log(level, "%s; its tables (if any) are not upgraded", exc.message)
             continue
         if location is not None:
             found.append(Path(location))
