@@ -441,18 +441,12 @@ class _Run:
         self.unwritten: list[Port] = []
 
     def fits(self, subnet: SubnetFacts | None) -> bool:
-        if not self.ports:
-            return True
-        if subnet is None or self.subnet is None:
-            return subnet is None and self.subnet is None
-        return subnet.id == self.subnet.id
+        return not self.ports or _way(subnet) == _way(self.subnet)
 
     def add(self, port: Port, subnet: SubnetFacts | None, written: bool) -> None:
+        self.unwritten.append(port)
         if written:
             self.write()
-            _insert(self.uow, [port])
-        else:
-            self.unwritten.append(port)
         self.subnet = subnet
         self.ports.append(port)
 
@@ -473,11 +467,21 @@ class _Run:
         rows, failed = _first_with_room_each(self.uow, list(enumerate(ports)), [subnet])
         if failed is not None:
             raise failed[1]
-        held: dict[str, list[Held]] = {port.id: [] for port in ports}
-        for h in rows:
-            held[h.port_id].append(h)
-        for port in ports:
-            _show(self.uow, port, held[port.id])
+        _show_each(self.uow, ports, rows)
+
+
+def _way(subnet: SubnetFacts | None) -> str | None:
+    """How a run's ports take their addresses: the subnet's id, or None for the defaults."""
+    return None if subnet is None else subnet.id
+
+
+def _show_each(uow: UnitOfWork, ports: list[Port], held: list[Held]) -> None:
+    """``_show`` of each port with its own addresses among ``held``."""
+    mine: dict[str, list[Held]] = {port.id: [] for port in ports}
+    for h in held:
+        mine[h.port_id].append(h)
+    for port in ports:
+        _show(uow, port, mine[port.id])
 
 
 def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch) -> None:
@@ -491,7 +495,7 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch)
     for port in ports:
         if port.network_id not in plans:
             plans[port.network_id] = _default_subnets(batch.network(port.network_id).subnets)
-    held: dict[str, list[Held]] = {port.id: [] for port in ports}
+    held: list[Held] = []
     failures: list[tuple[int, int, PipamError]] = []  # (port's place, kind, error)
     for kind in (0, 1):  # the places of IPv4 and stateful IPv6 in _default_subnets' answer
         batches: dict[str, list[tuple[int, Port]]] = {}  # by the first candidate subnet
@@ -501,20 +505,18 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch)
                 batches.setdefault(group[0].id, []).append((place, port))
         for members in batches.values():
             rows, failed = _first_with_room_each(uow, members, plans[members[0][1].network_id][kind])
-            for h in rows:
-                held[h.port_id].append(h)
+            held += rows
             if failed is not None:
                 failures.append((failed[0], kind, failed[1]))
     for place, port in enumerate(ports):
         try:
-            held[port.id] += _automatic(uow, port, plans[port.network_id][2])  # EUI-64 of each port's MAC
+            held += _automatic(uow, port, plans[port.network_id][2])  # EUI-64 of each port's MAC
         except PipamError as exc:
             failures.append((place, 2, exc))
             break
     if failures:
         raise min(failures, key=lambda f: f[:2])[2]
-    for port in ports:
-        _show(uow, port, held[port.id])
+    _show_each(uow, ports, held)
 
 
 def _first_with_room_each(
