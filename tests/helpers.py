@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from pipam.api.errors import status_of
 from pipam.errors import PipamError
 from pipam.migration.progress import Silent
 from pipam.service.database import Database
 from pipam.testing.local import LocalClient
+
+
+@contextmanager
+def statements_sent(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """Each statement ``db`` sends inside the block, with its parameters, in order."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 def net(db: Database, **body: Any) -> dict[str, Any]:

@@ -6,11 +6,10 @@ import ipaddress
 import re
 
 import pytest
-from sqlalchemy import event
 
 from pipam.service.resources import ports as ports_module
 from pipam.testing import local
-from tests.helpers import avail, delete_port, error_of, ips, net, port, subnet, update_port
+from tests.helpers import avail, delete_port, error_of, ips, net, port, statements_sent, subnet, update_port
 
 
 @pytest.fixture
@@ -212,45 +211,27 @@ def test_a_bulk_writes_its_ports_with_one_insert_and_reads_none_back(db, v4):
     """A bulk of ports without fixed_ips sends, on the ports table, one insert and the check of its drawn
     MACs, for 40 ports as for 4: the answer is rendered from what was written, not read back."""
     n, _ = v4
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        if re.search(r"\bports\b", statement):
-            sent.append(" ".join(statement.split()))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        for size in (4, 40):
-            sent.clear()
+    for size in (4, 40):
+        with statements_sent(db) as sent:
             made = db.run(lambda u, size=size: local.create_many(u, "port", [{"network_id": n}] * size))
-            assert len(made) == size and all(len(p["fixed_ips"]) == 1 for p in made)
-            inserts = [s for s in sent if s.startswith("INSERT INTO ports ")]
-            reads = [s for s in sent if s.startswith("SELECT") and "WHERE ports.mac_address IN" not in s]
-            assert (len(inserts), reads) == (1, []), sent
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+        assert len(made) == size and all(len(p["fixed_ips"]) == 1 for p in made)
+        on_ports = [" ".join(s.split()) for s, _ in sent if re.search(r"\bports\b", s)]
+        inserts = [s for s in on_ports if s.startswith("INSERT INTO ports ")]
+        reads = [s for s in on_ports if s.startswith("SELECT") and "WHERE ports.mac_address IN" not in s]
+        assert (len(inserts), reads) == (1, []), on_ports
 
 
 def test_a_bulk_of_ports_naming_one_subnet_is_not_sent_port_by_port(db, v4):
     """Ports that each ask for an any-address of the same subnet (``fixed_ips: [{subnet_id}]``) go in
     as a run: 40 of them send barely more statements than 4 (one by one, 8 more each)."""
     n, s = v4
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
-        sent.append(statement)
-
+    body = {"network_id": n, "fixed_ips": [{"subnet_id": s["id"]}]}
     counts = []
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        for size in (4, 40):
-            sent.clear()
-            body = {"network_id": n, "fixed_ips": [{"subnet_id": s["id"]}]}
-            made = db.run(lambda u, size=size, body=body: local.create_many(u, "port", [body] * size))
-            assert [p["fixed_ips"][0]["subnet_id"] for p in made] == [s["id"]] * size
-            counts.append(len(sent))
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+    for size in (4, 40):
+        with statements_sent(db) as sent:
+            made = db.run(lambda u, size=size: local.create_many(u, "port", [body] * size))
+        assert [p["fixed_ips"][0]["subnet_id"] for p in made] == [s["id"]] * size
+        counts.append(len(sent))
     assert counts[1] - counts[0] < 10, counts
     assert avail(db, n)["used_ips"] == 44
 

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from pipam.service.database import Database
 from pipam.service.listing import ListQuery, list_items
@@ -16,7 +16,7 @@ from pipam.service.policy import ADMIN
 from pipam.service.resources import discover
 from pipam.service.resources.ports import _random_macs
 from pipam.testing import local
-from tests.helpers import net, subnet
+from tests.helpers import net, statements_sent, subnet
 
 PORTS = 20_000
 
@@ -47,16 +47,8 @@ def loaded(db: Database, backend: str) -> tuple[Database, str]:
 
 def _sent(db: Database, run: Any, starts: str) -> tuple[str, Any]:
     """The one statement starting with ``starts`` that ``run`` sends, with its parameters."""
-    sent: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
-        sent.append((statement, parameters))
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(db) as sent:
         run()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     ((found),) = [(s, p) for s, p in sent if s.startswith(starts)]
     return found
 

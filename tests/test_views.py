@@ -18,7 +18,7 @@ from pipam.service.policy import ADMIN, Caller, show_visible
 from pipam.service.resources import discover
 from pipam.service.views import CHUNK
 from pipam.testing import local
-from tests.helpers import net, pool, port, subnet
+from tests.helpers import net, pool, port, statements_sent, subnet
 
 CALLERS = [ADMIN, Caller(project_id="someone-else", restricted=True)]
 
@@ -198,21 +198,14 @@ def test_a_page_reads_a_relationship_only_for_fields_that_show_it(db, many_of_ea
     that still reads it would fail rather than show an empty list."""
     definition = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == kind)
     (relationship,) = definition.related
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
 
     def page(u: Any, fields: list[str]) -> list[dict[str, Any]]:
         items = list_items(u.tx, definition, ListQuery(), ADMIN, fields=fields).items
         assert all((getattr(v, relationship) is not None) is (reads or not fields) for v in items)
         return [render(definition, v, fields) for v in items]
 
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(db) as sent:
         shown = db.run(lambda u: page(u, fields), write=False)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     assert len(sent) == (2 if reads else 1), sent
     whole = db.run(lambda u: page(u, []), write=False)
     assert shown == [{k: v for k, v in item.items() if k in fields} for item in whole]
@@ -233,11 +226,6 @@ def test_a_page_reads_its_relationships_by_its_own_statement_only_when_that_is_c
     """A page without filters or a sort reads its rows' relationships with its own statement nested in
     theirs (an index walk); with one, by the rows' keys, so a scan or a sort is not made twice. Either
     way every row shows as its instance does."""
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
     for module in discover():
         definition = module.DEFINITION
         ids = sorted(many_of_each[definition.singular])
@@ -258,14 +246,10 @@ def test_a_page_reads_its_relationships_by_its_own_statement_only_when_that_is_c
                 assert render(definition, view) == render(definition, instance)
             return len(page)
 
-        sent.clear()
-        event.listen(db.engine, "before_cursor_execute", record)
-        try:
+        with statements_sent(db) as sent:
             assert db.run(compare, write=False) >= 1
-        finally:
-            event.remove(db.engine, "before_cursor_execute", record)
         # Joined to the page (SQLite, MariaDB) or given it as an array of keys (PostgreSQL): either
         # way the page's own SELECT is nested in the children's statement.
         nested = ("JOIN (SELECT", "= ANY (ARRAY((SELECT")
-        by_page = [s for s in sent if any(n in s.upper() for n in nested)]
+        by_page = [s for s, _ in sent if any(n in s.upper() for n in nested)]
         assert bool(by_page) is (joined and bool(definition.related)), (definition.singular, sent)
