@@ -147,3 +147,65 @@ def test_a_named_subnets_exhaustion_comes_before_a_later_ports_error(api):
     foreign = {"network_id": other, "fixed_ips": [{"subnet_id": first}]}
     err(bulk(api, [named, foreign]), 400, "InvalidInput")
     assert len(all_ports(api)) == 11
+
+
+def dual_stack(api, slaac: bool = False) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """A network with a /28 IPv4 subnet (13 pool addresses) and an IPv6 one: DHCPv6-stateful, or SLAAC."""
+    net = mk(api, "network", name="dual")["id"]
+    v4 = mk(api, "subnet", network_id=net, ip_version=4, cidr="10.9.0.0/28")["id"]
+    mode = "slaac" if slaac else "dhcpv6-stateful"
+    v6 = mk(
+        api,
+        "subnet",
+        network_id=net,
+        ip_version=6,
+        cidr="2001:db8:9::/64",
+        ipv6_address_mode=mode,
+        ipv6_ra_mode=mode,
+    )["id"]
+    return net, v4, v6
+
+
+def test_dual_stack_ports_naming_both_subnets_get_one_address_of_each_in_order(api):
+    net, v4, v6 = dual_stack(api)
+    both = {"network_id": net, "fixed_ips": [{"subnet_id": v4}, {"subnet_id": v6}]}
+    v4_only = {"network_id": net, "fixed_ips": [{"subnet_id": v4}]}
+    made = ok(bulk(api, [both, both, v4_only, both, {"network_id": net}, both]), 201)["ports"]
+    subnets = [sorted(f["subnet_id"] for f in p["fixed_ips"]) for p in made]
+    assert subnets == [sorted([v4, v6])] * 2 + [[v4]] + [sorted([v4, v6])] * 3
+    addresses = [f["ip_address"] for p in made for f in p["fixed_ips"]]
+    assert len(set(addresses)) == len(addresses) == 11
+    listed = {p["id"]: p["fixed_ips"] for p in all_ports(api)}
+    assert all(listed[p["id"]] == p["fixed_ips"] for p in made)
+    # 7 of the 13 IPv4 addresses are left: the 8th port of a dual-stack bulk finds none, and the whole bulk
+    # fails as one create after the other would, with the network's error, leaving nothing behind.
+    body = err(bulk(api, [both] * 8), 409, "IpAddressGenerationFailure")
+    assert net in body["message"]
+    assert len(all_ports(api)) == 6
+    assert len(ok(bulk(api, [both] * 7), 201)["ports"]) == 7
+
+
+def test_a_dual_stack_subnets_exhaustion_comes_before_a_later_ports_error(api):
+    net, v4, v6 = dual_stack(api)
+    both = {"network_id": net, "fixed_ips": [{"subnet_id": v4}, {"subnet_id": v6}]}
+    ok(bulk(api, [{"network_id": net, "fixed_ips": [{"subnet_id": v4}]}] * 11), 201)  # 2 IPv4 left
+    missing = "00000000-0000-0000-0000-000000000000"
+    err(bulk(api, [both] * 3 + [{"network_id": missing}]), 409, "IpAddressGenerationFailure")
+    err(bulk(api, [both] * 2 + [{"network_id": missing}]), 404, "NetworkNotFound")
+    # The IPv6 subnet's addresses of the failed bulks were given back with the rest.
+    made = ok(bulk(api, [both] * 2 + [{"network_id": net, "fixed_ips": [{"subnet_id": v6}]}]), 201)["ports"]
+    assert [len(p["fixed_ips"]) for p in made] == [2, 2, 1]
+    assert len(all_ports(api)) == 14
+
+
+def test_dual_stack_ports_naming_a_slaac_subnet_get_their_own_eui64(api, schema_url, api_backend, api_drivers):
+    net, v4, v6 = dual_stack(api, slaac=True)
+    both = {"network_id": net, "fixed_ips": [{"subnet_id": v4}, {"subnet_id": v6}]}
+    given = {**both, "mac_address": "fa:16:3e:00:00:01"}
+    made = ok(bulk(api, [both, given, both, both]), 201)["ports"]
+    assert made[1]["mac_address"] == "fa:16:3e:00:00:01"
+    for p in made:
+        assert {"subnet_id": v6, "ip_address": eui64("2001:db8:9::/64", p["mac_address"])} in p["fixed_ips"]
+        assert [f["subnet_id"] for f in p["fixed_ips"]].count(v4) == 1
+    assert len({f["ip_address"] for p in made for f in p["fixed_ips"]}) == 8
+    verify_clean(schema_url, api_backend, api_drivers)

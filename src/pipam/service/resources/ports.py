@@ -28,6 +28,7 @@ from pipam.errors import (
     UnsupportedPortDeviceOwner,
 )
 from pipam.ipam.addr import to_key
+from pipam.ipam.interface import SpecificAddressRequest
 from pipam.service.allocation import Held, SubnetFacts, Wanted, address_request, is_auto_address
 from pipam.service.attributes import (
     Attr,
@@ -239,12 +240,11 @@ def _first_with_room(uow: UnitOfWork, port: Port, group: list[SubnetFacts]) -> l
     return []
 
 
-def _automatic(uow: UnitOfWork, port: Port, auto: list[SubnetFacts]) -> list[Held]:
+def _automatic(port: Port, auto: list[SubnetFacts]) -> list[Wanted]:
     """The port's EUI-64 address on every automatic subnet (a router port takes none)."""
     if _is_router(port.device_owner):
         return []
-    wanted = [Wanted(s, address_request(s, None, port.mac_address)) for s in auto]
-    return uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
+    return [Wanted(s, address_request(s, None, port.mac_address)) for s in auto]
 
 
 def _default_allocations(uow: UnitOfWork, port: Port, on_network: Sequence[SubnetFacts]) -> list[Held]:
@@ -253,7 +253,8 @@ def _default_allocations(uow: UnitOfWork, port: Port, on_network: Sequence[Subne
     held: list[Held] = []
     for group in (v4, v6_stateful):
         held += _first_with_room(uow, port, group)
-    return held + _automatic(uow, port, auto)
+    wanted = _automatic(port, auto)
+    return held + (uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else [])
 
 
 def _mac_in_use(uow: UnitOfWork, network_id: str, mac: str) -> bool:
@@ -391,8 +392,8 @@ class _Batch:
 
 def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) -> list[Port]:
     """A bulk create: what ``create`` of each request in turn gives (addresses, errors, all or nothing),
-    but a run of ports that take their default addresses, or one any-address of the same subnet, have
-    their rows inserted together and their addresses claimed a batch per subnet, not one by one."""
+    but a run of ports that take their addresses alike (the defaults, or any-addresses of the same
+    subnets) have their rows inserted together and their addresses claimed a batch per subnet."""
     batch = _Batch(uow, reqs, caller)
     run = _Run(uow, batch)
     made: list[Port] = []
@@ -405,50 +406,60 @@ def create_many(uow: UnitOfWork, reqs: list[Request], caller: Caller = ADMIN) ->
             run.finish()  # one by one, an earlier port's failure came first
             raise
         made.append(port)
-        subnet = _any_address_subnet(wanted)
-        if wanted is not None and subnet is None:
-            # Named addresses, or several: one by one, the ports before it hold theirs first.
+        way = _way(wanted)
+        if way is None:
+            # Named addresses, or a subnet named twice: one by one, the ports before it hold theirs first.
             run.finish()
             _insert(uow, [port])
             _place(uow, port, wanted, network.subnets)
             continue
-        if not run.fits(subnet):
+        if not run.fits(way):
             run.finish()
         # A port that gives its MAC is written at once: a MAC drawn for a later port is checked against
         # the database.
-        run.add(port, subnet, written=req.get("mac_address") is not None)
+        run.add(port, way, wanted or [], written=req.get("mac_address") is not None)
     run.finish()
     return made
 
 
-def _any_address_subnet(wanted: list[Wanted] | None) -> SubnetFacts | None:
-    """The subnet of a port that asks for just one any-address, by subnet (else None)."""
-    if wanted is not None and len(wanted) == 1 and not wanted[0].named:
-        return wanted[0].subnet
-    return None
+_DEFAULTS: tuple[str, ...] = ()
+
+
+def _way(wanted: list[Wanted] | None) -> tuple[str, ...] | None:
+    """How a port of a bulk takes its addresses, for a run of ports that take them alike: ``_DEFAULTS``
+    (no fixed_ips), or the ids of the subnets its fixed_ips name, when they name each once and give no
+    address. None when the port goes on its own (an address given, a subnet named twice, ``[]``)."""
+    if wanted is None:
+        return _DEFAULTS
+    ids = tuple(w.subnet.id for w in wanted)
+    if not ids or len(set(ids)) < len(ids) or any(isinstance(w.request, SpecificAddressRequest) for w in wanted):
+        return None
+    return ids
 
 
 class _Run:
-    """Consecutive ports of a bulk whose addresses come the same way: the defaults (``subnet`` None) or
-    one any-address of ``subnet``. Their rows go in with one insert, their addresses a batch per subnet;
-    ``finish`` before any other port is placed keeps the order of one create after the other."""
+    """Consecutive ports of a bulk that take their addresses the same way (``_way``). Their rows go in
+    with one insert, their addresses a batch per subnet; ``finish`` before any other port is placed
+    keeps the order of one create after the other."""
 
     def __init__(self, uow: UnitOfWork, batch: _Batch) -> None:
         self.uow = uow
         self.batch = batch
-        self.subnet: SubnetFacts | None = None
+        self.way = _DEFAULTS
         self.ports: list[Port] = []
+        self.asked: list[list[Wanted]] = []  # each port's fixed_ips
         self.unwritten: list[Port] = []
 
-    def fits(self, subnet: SubnetFacts | None) -> bool:
-        return not self.ports or _way(subnet) == _way(self.subnet)
+    def fits(self, way: tuple[str, ...]) -> bool:
+        return not self.ports or way == self.way
 
-    def add(self, port: Port, subnet: SubnetFacts | None, written: bool) -> None:
+    def add(self, port: Port, way: tuple[str, ...], asked: list[Wanted], written: bool) -> None:
         self.unwritten.append(port)
         if written:
             self.write()
-        self.subnet = subnet
+        self.way = way
         self.ports.append(port)
+        self.asked.append(asked)
 
     def write(self) -> None:
         _insert(self.uow, self.unwritten)
@@ -457,22 +468,14 @@ class _Run:
     def finish(self) -> None:
         """Write the run's rows and claim its addresses: raises the first failing port's error."""
         self.write()
-        ports, subnet = self.ports, self.subnet
-        self.ports, self.subnet = [], None
+        ports, asked, way = self.ports, self.asked, self.way
+        self.ports, self.asked, self.way = [], [], _DEFAULTS
         if not ports:
             return
-        if subnet is None:
+        if way == _DEFAULTS:
             _default_allocations_each(self.uow, ports, self.batch)
-            return
-        rows, failed = _first_with_room_each(self.uow, list(enumerate(ports)), [subnet])
-        if failed is not None:
-            raise failed[1]
-        _show_each(self.uow, ports, rows)
-
-
-def _way(subnet: SubnetFacts | None) -> str | None:
-    """How a run's ports take their addresses: the subnet's id, or None for the defaults."""
-    return None if subnet is None else subnet.id
+        else:
+            _asked_allocations_each(self.uow, ports, asked)
 
 
 def _show_each(uow: UnitOfWork, ports: list[Port], held: list[Held]) -> None:
@@ -482,6 +485,17 @@ def _show_each(uow: UnitOfWork, ports: list[Port], held: list[Held]) -> None:
         mine[h.port_id].append(h)
     for port in ports:
         _show(uow, port, mine[port.id])
+
+
+Failure = tuple[int, int, PipamError]  # the failing port's place in its run, the kind of address, the error
+
+
+def _settle(uow: UnitOfWork, ports: list[Port], held: list[Held], failures: list[Failure]) -> None:
+    """Raise the error one port after the other would have met first, the earliest port's and, within
+    it, the kind of address it claims first; else give each port its addresses."""
+    if failures:
+        raise min(failures, key=lambda f: f[:2])[2]
+    _show_each(uow, ports, held)
 
 
 def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch) -> None:
@@ -496,7 +510,7 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch)
         if port.network_id not in plans:
             plans[port.network_id] = _default_subnets(batch.network(port.network_id).subnets)
     held: list[Held] = []
-    failures: list[tuple[int, int, PipamError]] = []  # (port's place, kind, error)
+    failures: list[Failure] = []
     for kind in (0, 1):  # the places of IPv4 and stateful IPv6 in _default_subnets' answer
         batches: dict[str, list[tuple[int, Port]]] = {}  # by the first candidate subnet
         for place, port in enumerate(ports):
@@ -508,15 +522,47 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch)
             held += rows
             if failed is not None:
                 failures.append((failed[0], kind, failed[1]))
-    for place, port in enumerate(ports):
-        try:
-            held += _automatic(uow, port, plans[port.network_id][2])  # EUI-64 of each port's MAC
-        except PipamError as exc:
-            failures.append((place, 2, exc))
-            break
-    if failures:
-        raise min(failures, key=lambda f: f[:2])[2]
-    _show_each(uow, ports, held)
+    rows, failed = _each_alone(uow, ports, [_automatic(port, plans[port.network_id][2]) for port in ports])
+    held += rows
+    if failed is not None:
+        failures.append((failed[0], 2, failed[1]))
+    _settle(uow, ports, held, failures)
+
+
+def _asked_allocations_each(uow: UnitOfWork, ports: list[Port], asked: list[list[Wanted]]) -> None:
+    """``allocate`` of each port's fixed_ips, which name the same subnets for every port, each once and
+    with no address: the outcome of one port after the other, but each subnet's any-addresses claimed as
+    one batch. As in ``allocate``, a port's automatic (EUI-64) addresses come before its any-addresses;
+    they depend on each port's MAC and are claimed port by port. The subnets are disjoint, so whether a
+    port fails on one depends only on the ports before it on that one."""
+    first = asked[0]
+    held: list[Held] = []
+    failures: list[Failure] = []
+    members = list(enumerate(ports))
+    for kind, at in enumerate(sorted(range(len(first)), key=lambda i: not first[i].named)):
+        if first[at].named:
+            rows, failed = _each_alone(uow, ports, [[wanted[at]] for wanted in asked])
+        else:
+            rows, failed = _first_with_room_each(uow, members, [first[at].subnet])
+        held += rows
+        if failed is not None:
+            failures.append((failed[0], kind, failed[1]))
+    _settle(uow, ports, held, failures)
+
+
+def _each_alone(
+    uow: UnitOfWork, ports: list[Port], wanted_each: list[list[Wanted]]
+) -> tuple[list[Held], tuple[int, PipamError] | None]:
+    """``allocate`` of each port's own addresses in turn: those held, and the place and error of the
+    first port that failed, if one did."""
+    held: list[Held] = []
+    for place, (port, wanted) in enumerate(zip(ports, wanted_each, strict=True)):
+        if wanted:
+            try:
+                held += uow.addresses.allocate(port.id, port.network_id, wanted)
+            except PipamError as exc:
+                return held, (place, exc)
+    return held, None
 
 
 def _first_with_room_each(
