@@ -178,3 +178,34 @@ def test_a_driver_without_its_optional_dependencies_is_skipped_quietly(monkeypat
         assert registry.schema_locations() == []
     levels = {r.getMessage().split("'")[1]: r.levelname for r in caplog.records}
     assert levels == {"broken": "WARNING", "needs_extra": "DEBUG"}
+
+
+def test_a_driver_missing_its_dependency_names_the_extra_that_installs_it(monkeypatch):
+    """Configured without httpx, the Nautobot driver's error says which extra of Pipam installs it; a
+    module no extra provides gets no such advice."""
+    from importlib.metadata import EntryPoint, distribution
+
+    from pipam.errors import IpamDriverNotFound
+    from pipam.ipam import registry
+
+    class Missing(EntryPoint):
+        def load(self):  # type: ignore[no-untyped-def]
+            module = "httpx" if self.name == "nautobot" else "not_a_dependency"
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    points = [Missing(n, "x:y", registry.GROUP)._for(distribution("pipam")) for n in ("nautobot", "other")]
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    registry.load_driver.cache_clear()
+    try:
+        messages = {}
+        for name in ("nautobot", "other"):
+            with pytest.raises(IpamDriverNotFound) as caught:
+                registry.load_driver(name)
+            messages[name] = caught.value.message
+    finally:
+        registry.load_driver.cache_clear()
+    assert messages == {
+        "nautobot": "IPAM driver 'nautobot' failed to load: No module named 'httpx';"
+        " install it with: pip install 'pipam[nautobot]'",
+        "other": "IPAM driver 'other' failed to load: No module named 'not_a_dependency'",
+    }

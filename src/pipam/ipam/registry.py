@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from pydantic import ValidationError
 
 from pipam.errors import IpamDriverNotFound
@@ -31,7 +33,31 @@ def load_driver(name: str) -> type[IpamDriver]:
     try:
         return matches[0].load()  # type: ignore[no-any-return]
     except Exception as exc:
-        raise IpamDriverNotFound(f"IPAM driver {name!r} failed to load: {exc}") from exc
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and (extra := _extra_installing(matches[0], exc.name)):
+            hint = f"; install it with: pip install '{extra}'"
+        raise IpamDriverNotFound(f"IPAM driver {name!r} failed to load: {exc}{hint}") from exc
+
+
+def _extra_installing(ep: EntryPoint, module: str | None) -> str | None:
+    """``dist[extra]`` of the driver's distribution that installs ``module`` (``pipam[nautobot]`` for
+    httpx), preferring the extra named like the driver; None when no extra does."""
+    dist = ep.dist
+    if dist is None or not module:
+        return None
+    wanted = canonicalize_name(module.split(".")[0])
+    extras = dist.metadata.get_all("Provides-Extra") or []
+    providing: set[str] = set()
+    for text in dist.requires or []:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) == wanted and req.marker is not None:
+            providing |= {extra for extra in extras if req.marker.evaluate({"extra": extra})}
+    if not providing:
+        return None
+    return f"{dist.name}[{ep.name if ep.name in providing else min(providing)}]"
 
 
 def driver_settings(cls: type[IpamDriver], tables: dict[str, dict[str, Any]]) -> Any:
