@@ -8,12 +8,14 @@ import time
 from collections import Counter
 from queue import Empty
 
+import netaddr
 import pytest
 
 from pipam.config import load_settings
 from pipam.errors import PipamError
 from pipam.service.database import Database
 from pipam.testing import local
+from pipam.testing.local import LocalClient
 from tests.helpers import avail, net, subnet
 
 WORKERS = 8
@@ -106,3 +108,37 @@ def test_churn_loses_nothing(db, schema_url, backend):
             break
     assert held + len(extra) == 61
     assert avail(db, n)["used_ips"] == 61
+
+
+def _slaac_bulk_worker(url: str, backend: str, network_id: str, rounds: int, seed: int, queue) -> None:  # type: ignore[no-untyped-def]
+    """Bulks of ports on a SLAAC network (their EUI-64 addresses claimed together), and deletes of half
+    of them one by one, which give addresses back into the ranges other bulks are claiming from."""
+    db = Database(load_settings(database_url=url, ipam_driver=backend))
+    rnd = random.Random(seed)
+    held: list[dict] = []
+    errors: list[str] = []
+    for _ in range(rounds):
+        try:
+            held += db.run(lambda u: local.create_many(u, "port", [{"network_id": network_id}] * 20))
+            for _ in range(10):
+                gone = held.pop(rnd.randrange(len(held)))
+                db.run(lambda u, p=gone["id"]: local.delete(u, "port", p))
+        except PipamError as exc:
+            errors.append(exc.type)
+    db.dispose()
+    queue.put(([(p["mac_address"], p["fixed_ips"]) for p in held], errors))
+
+
+@pytest.mark.slow
+def test_bulks_of_slaac_ports_in_eight_processes_lose_nothing(db, schema_url, backend):
+    n = net(db)["id"]
+    s = subnet(db, n, "2001:db8:9::/64", ipv6_address_mode="slaac", ipv6_ra_mode="slaac")
+    results = _run(_slaac_bulk_worker, lambda i: (schema_url, backend, n, 8, i))
+    assert [e for _, errs in results for e in errs] == []
+    held = [port for ports, _ in results for port in ports]
+    assert len(held) == WORKERS * 8 * 10
+    for mac, fixed_ips in held:
+        eui = str(netaddr.EUI(mac).ipv6(netaddr.IPNetwork("2001:db8:9::/64").first))
+        assert fixed_ips == [{"subnet_id": s["id"], "ip_address": eui}]
+    assert avail(db, n)["used_ips"] == len(held)
+    assert LocalClient(db).verify().clean  # the backend's free ranges are the pool minus what ports hold

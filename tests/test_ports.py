@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import netaddr
 import pytest
 
 from pipam.service.resources import ports as ports_module
@@ -249,6 +250,27 @@ def test_a_bulk_of_dual_stack_ports_naming_both_subnets_is_not_sent_port_by_port
         assert all(sorted(f["subnet_id"] for f in p["fixed_ips"]) == sorted([s["id"], v6["id"]]) for p in made)
         counts.append(len(sent))
     assert counts[1] - counts[0] < 10, counts
+
+
+def test_a_bulk_of_ports_on_a_slaac_subnet_claims_their_eui64_addresses_together(db, v4):
+    """Ports without fixed_ips, or naming an IPv4 and a SLAAC subnet, on a dual-stack network: each port
+    more costs the lookup of the free range its EUI-64 address lies in, and about nothing else (one by
+    one, 5 statements a port), on a backend that takes EUI-64 addresses in bulk."""
+    n, s = v4
+    slaac = subnet(db, n, "2001:db8:3::/64", ipv6_address_mode="slaac", ipv6_ra_mode="slaac")
+    for body in (
+        {"network_id": n},
+        {"network_id": n, "fixed_ips": [{"subnet_id": s["id"]}, {"subnet_id": slaac["id"]}]},
+    ):
+        counts = []
+        for size in (4, 40):
+            with statements_sent(db) as sent:
+                made = db.run(lambda u, size=size, body=body: local.create_many(u, "port", [body] * size))
+            for p in made:
+                eui = str(netaddr.EUI(p["mac_address"]).ipv6(netaddr.IPNetwork("2001:db8:3::/64").first))
+                assert {"subnet_id": slaac["id"], "ip_address": eui} in p["fixed_ips"]
+            counts.append(len(sent))
+        assert counts[1] - counts[0] < 36 + 10, (body, counts)
 
 
 def test_duplicate_mac_is_409(db, v4):

@@ -144,3 +144,34 @@ def test_claims_that_keep_losing_ask_for_the_transaction_again(session, monkeypa
     steal_after_lookups(monkeypatch, session, times=CLAIM_ATTEMPTS)
     with pytest.raises(RetryTransaction):
         STORE.take_many(session, OWNER, 0, 99, 5)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=fragmented, wanted=st.lists(st.integers(0, 60), unique=True, max_size=20))
+def test_claim_values_takes_exactly_the_values_or_finds_which_are_not_free(session, runs, wanted):  # type: ignore[no-untyped-def]
+    """A bulk's given addresses (EUI-64 ones): ``find_values`` says which are not free, claiming nothing;
+    when all are, ``claim_values`` takes exactly them, each range left in the pool it was."""
+    load(session, runs)
+    before = free_set(session)
+    pool_of = {v: pool for pool, a, b in runs for v in range(a, b + 1)}
+
+    found = STORE.find_values(session, OWNER, wanted)
+
+    assert found.missing == set(wanted) - before
+    assert free_set(session) == before
+    if not found.missing:
+        STORE.claim_values(session, OWNER, found)
+        assert free_set(session) == before - set(wanted)
+        for pool, a, b in rows(session):
+            assert {pool_of[v] for v in range(a, b + 1)} == {pool}, (pool, a, b)
+
+
+def test_a_bulk_claim_of_values_that_loses_a_race_asks_for_the_transaction_again(session, monkeypatch):  # type: ignore[no-untyped-def]
+    load(session, [("pool-a", 0, 9), ("pool-a", 20, 29)])
+    found = STORE.find_values(session, OWNER, [3, 5, 25])
+    # Another transaction takes an address of the second range between the lookups and the claim.
+    session.execute(update(TABLE).where(TABLE.c.first_key == to_key(20)).values(first_key=to_key(21)))
+    lost = free_ranges.claims.lost
+    with pytest.raises(RetryTransaction):
+        STORE.claim_values(session, OWNER, found)
+    assert free_ranges.claims.lost == lost + 1

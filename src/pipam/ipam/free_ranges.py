@@ -9,8 +9,9 @@ lost race costs one more lookup. IPv6 pools of any size are a single row, never 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -68,6 +69,15 @@ class _Range:
     last: int
 
 
+@dataclass
+class FoundValues:
+    """Where given values lie among an owner's free ranges (``RangeStore.find_values``)."""
+
+    ranges: dict[int, _Range] = field(default_factory=dict)  # by id: each range holding some of them
+    inside: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))  # range id -> values
+    missing: set[int] = field(default_factory=set)  # values no free range holds
+
+
 class RangeStore:
     """Free ranges of one table, grouped by an owner column (the subnet).
 
@@ -97,6 +107,8 @@ class RangeStore:
         self._drop = delete(table).where(*guard)
         self._move_first = update(table).where(*guard).values(first_key=bindparam("new_key"))
         self._move_last = update(table).where(*guard).values(last_key=bindparam("new_key"))
+        new_bounds = {"first_key": bindparam("new_first"), "last_key": bindparam("new_last")}
+        self._reshape = update(table).where(*guard).values(new_bounds)
         same_pool = (self.owner == bindparam("owner"), c.pool_id == bindparam("pool"))
         self._grow_left = (
             update(table).where(*same_pool, c.last_key == bindparam("edge")).values(last_key=bindparam("new_key"))
@@ -216,6 +228,48 @@ class RangeStore:
         if last < rng.last:
             self._insert(session, [(owner_id, rng.pool_id, last + 1, rng.last)])
         return True
+
+    def find_values(self, session: Session, owner_id: str, values: Sequence[int]) -> FoundValues:
+        """The free range holding each of ``values``, one lookup each; nothing is claimed yet."""
+        found = FoundValues()
+        for value in dict.fromkeys(values):
+            rng = self._row(session, self._containing, owner=owner_id, key=to_key(value))
+            if rng is None or rng.last < value:
+                found.missing.add(value)
+                continue
+            found.ranges[rng.id] = rng
+            found.inside[rng.id].append(value)
+        return found
+
+    def claim_values(self, session: Session, owner_id: str, found: FoundValues) -> None:
+        """Claim the values ``find_values`` found free (none may be missing): each range they lie in
+        shrinks to its first free piece or goes, guarded as in ``_claim``, one statement for all of them,
+        and the other pieces are inserted in one. A range another transaction changed since the lookup
+        reruns the transaction (RetryTransaction): what this one changed so far cannot be undone apart."""
+        if found.missing:
+            raise AssertionError(f"claim of values no free range holds: {sorted(found.missing)[:3]}")
+        shrunk: list[dict[str, str | int]] = []
+        gone: list[dict[str, str | int]] = []
+        pieces: list[tuple[str, str, int, int]] = []
+        for rid, values in found.inside.items():
+            rng = found.ranges[rid]
+            guard: dict[str, str | int] = {"rid": rid, "old_first": to_key(rng.first), "old_last": to_key(rng.last)}
+            left = subtract([(rng.first, rng.last)], [(v, v) for v in values])
+            if not left:
+                gone.append(guard)
+                continue
+            (first, last), rest = left[0], left[1:]
+            shrunk.append({**guard, "new_first": to_key(first), "new_last": to_key(last)})
+            pieces += [(owner_id, rng.pool_id, a, b) for a, b in rest]
+        conn = session.connection()
+        changed = 0
+        for stmt, rows in ((self._reshape, shrunk), (self._drop, gone)):
+            if rows:
+                changed += conn.execute(stmt, rows).rowcount  # each dialect here sums an executemany's
+        if changed != len(shrunk) + len(gone):
+            claims.lost += 1
+            raise RetryTransaction("a bulk claim of free ranges lost a race")
+        self._insert(session, pieces)
 
     # --- giving back ---------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ Rules a driver may rely on (the allocation engine, ``pipam.service.allocation``,
   transaction that deleted it, so a driver never gives an address back twice.
 - A bulk request of many ports (``BulkAddressRequest.holders``) is one call; the engine inserts the
   core rows of all its addresses after it returns, in one statement.
+- The EUI-64 addresses of a bulk's ports on one automatic subnet are one ``AutomaticBulkRequest``
+  for a driver that declares ``automatic_bulk = True``; any other driver gets an
+  ``AutomaticAddressRequest`` per port.
 - A request names its addresses first: specific and automatic (EUI-64) requests of one port are
   allocated before "any address" requests, so a random choice never takes an address the same
   request names.
@@ -98,8 +101,24 @@ class BulkAddressRequest:
     holders: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class AutomaticBulkRequest:
+    """The EUI-64 address of each of ``macs`` (distinct), in order: a bulk port create's ports on an
+    automatic subnet. All or none: when one is not free, the driver raises IpAddressAlreadyAllocated of
+    the first such and holds none. ``holders``: the port of each MAC, as in ``BulkAddressRequest``.
+    Asked only of a driver that declares ``automatic_bulk = True`` (module docstring)."""
+
+    macs: tuple[str, ...]
+    holders: tuple[str, ...] = ()
+
+
 AddressRequest = (
-    SpecificAddressRequest | AnyAddressRequest | PreferNextAddressRequest | AutomaticAddressRequest | BulkAddressRequest
+    SpecificAddressRequest
+    | AnyAddressRequest
+    | PreferNextAddressRequest
+    | AutomaticAddressRequest
+    | BulkAddressRequest
+    | AutomaticBulkRequest
 )
 
 # --- subnet requests --------------------------------------------------------------------------
@@ -204,6 +223,11 @@ class IpamSubnet(Protocol):
 def keeps_state_in_database(driver: type) -> bool:
     """Whether the driver class declares ``in_database`` (module docstring); False when it lacks it."""
     return getattr(driver, "in_database", False) is True
+
+
+def answers_automatic_bulk(driver: type) -> bool:
+    """Whether the driver class declares ``automatic_bulk`` (module docstring); False when it lacks it."""
+    return getattr(driver, "automatic_bulk", False) is True
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ from pipam.ipam.interface import (
     AddressRequest,
     AnyAddressRequest,
     AutomaticAddressRequest,
+    AutomaticBulkRequest,
     BulkAddressRequest,
     PreferNextAddressRequest,
     SpecificAddressRequest,
@@ -75,6 +76,8 @@ class RangeSubnet:
             return self._allocate_many(1, lowest=isinstance(request, PreferNextAddressRequest))
         if isinstance(request, BulkAddressRequest):
             return self._allocate_many(request.count)
+        if isinstance(request, AutomaticBulkRequest):
+            return self._allocate_values([int(eui64_address(self.network, mac)) for mac in request.macs])
         raise IpamUnsupportedRequest(f"unsupported address request {request!r}")
 
     def _allocate_many(self, count: int, lowest: bool = False) -> list[str]:
@@ -104,6 +107,24 @@ class RangeSubnet:
             raise IpAddressAlreadyAllocated(ip, self.subnet_id)
         self.ledger.record(self.session, [ip])
         return ip
+
+    def _allocate_values(self, values: list[int]) -> list[str]:
+        """Each of ``values``, all or none: IpAddressAlreadyAllocated of the first one held (or repeated)."""
+        first, last = host_bounds(self.network)
+        ips = [self._ip(v) for v in values]
+        outside = next((ip for v, ip in zip(values, ips, strict=True) if not first <= v <= last), None)
+        if outside is not None:
+            raise InvalidIpForSubnet(outside)
+        found = self.ranges.find_values(self.session, self.owner_id, [v for v in values if self._pool_of(v)])
+        seen: set[int] = set()
+        for v, ip in zip(values, ips, strict=True):
+            in_pool = self._pool_of(v) is not None
+            if v in seen or (v in found.missing if in_pool else self.ledger.holds(self.session, ip)):
+                raise IpAddressAlreadyAllocated(ip, self.subnet_id)
+            seen.add(v)
+        self.ranges.claim_values(self.session, self.owner_id, found)
+        self.ledger.record(self.session, ips)
+        return ips
 
     def deallocate(self, address: str) -> None:
         value = int(ipaddress.ip_address(address))

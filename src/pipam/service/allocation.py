@@ -25,6 +25,7 @@ from pipam.ipam.interface import (
     AddressRequest,
     AnyAddressRequest,
     AutomaticAddressRequest,
+    AutomaticBulkRequest,
     BulkAddressRequest,
     DriverContext,
     IpamDriver,
@@ -32,6 +33,7 @@ from pipam.ipam.interface import (
     Pool,
     SpecificAddressRequest,
     SpecificSubnetRequest,
+    answers_automatic_bulk,
 )
 
 AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
@@ -174,6 +176,30 @@ class AllocationEngine:
         if len(ips) != len(port_ids):  # a driver bug; the core rows would pair addresses with wrong ports
             raise AssertionError(f"subnet {subnet.id}: asked for {len(port_ids)} addresses, got {len(ips)}")
         new = [Held(subnet.id, ip, port_id) for ip, port_id in zip(ips, port_ids, strict=True)]
+        self._record(network_id, subnet.id, new)
+        return new
+
+    @property
+    def automatic_in_bulk(self) -> bool:
+        """Whether the active backend takes a bulk's EUI-64 addresses in one call (``automatic_bulk``)."""
+        return answers_automatic_bulk(type(self.driver))
+
+    def allocate_automatic_each(
+        self, ports: Sequence[tuple[str, str]], network_id: str, subnet: SubnetFacts
+    ) -> list[Held]:
+        """The EUI-64 address on the automatic ``subnet`` of each (port id, MAC) of ``ports``: one backend
+        call (``automatic_in_bulk`` only), one insert of their core rows. All or none: raises as the
+        backend does (IpAddressAlreadyAllocated of the first address held) holding none."""
+        if not ports:
+            return []
+        handle = self.subnet(subnet.id)
+        assert self._context is not None
+        self._context.holder = None  # each address has its own holder, in the request
+        ids = tuple(port_id for port_id, _ in ports)
+        ips = handle.allocate(AutomaticBulkRequest(tuple(mac for _, mac in ports), holders=ids))
+        if len(ips) != len(ids):  # a driver bug; the core rows would pair addresses with wrong ports
+            raise AssertionError(f"subnet {subnet.id}: asked for {len(ids)} addresses, got {len(ips)}")
+        new = [Held(subnet.id, ip, port_id) for ip, port_id in zip(ips, ids, strict=True)]
         self._record(network_id, subnet.id, new)
         return new
 

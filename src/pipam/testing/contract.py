@@ -43,6 +43,7 @@ from pipam.ipam.interface import (
     PreferNextAddressRequest,
     SpecificAddressRequest,
     SubnetState,
+    answers_automatic_bulk,
 )
 from pipam.migration.free_space import check_of
 from pipam.service.allocation import Held, Wanted
@@ -113,6 +114,14 @@ class Harness:
 
         def run(u: UnitOfWork) -> list[Held]:
             return u.addresses.allocate_each(port_ids, self.network_id, u.session.get(Subnet, subnet_id))
+
+        return self.db.run(run)
+
+    def automatic_each(self, subnet_id: str, ports: list[tuple[str, str]]) -> list[Held]:
+        """The EUI-64 address of each (port, MAC) in one batch, as a bulk port create asks for them."""
+
+        def run(u: UnitOfWork) -> list[Held]:
+            return u.addresses.allocate_automatic_each(ports, self.network_id, u.session.get(Subnet, subnet_id))
 
         return self.db.run(run)
 
@@ -239,6 +248,47 @@ class DriverContract:
         assert ipam.held(sid) == every
         with pytest.raises(IpAddressGenerationFailure):
             ipam.allocate(sid, AnyAddressRequest())
+
+    def test_automatic_bulk_gives_each_mac_its_eui64_all_or_none(self, ipam: Harness) -> None:
+        if not ipam.driver(lambda d: answers_automatic_bulk(type(d))):
+            pytest.skip("the driver takes EUI-64 addresses one at a time (it does not declare automatic_bulk)")
+        network = ipaddress.ip_network("2001:db8:c1::/64")
+        # The pool ends below the EUI-64 addresses of MACs from fa:16:3e:01:00:00 on.
+        sid = ipam.subnet(
+            str(network),
+            [("2001:db8:c1::2", "2001:db8:c1:0:f816:3eff:fe00:ffff")],
+            ipv6_address_mode="slaac",
+            ipv6_ra_mode="slaac",
+        )
+
+        def eui64(mac: str) -> str:
+            return str(eui64_address(network, mac))
+
+        before = ipam.held(sid)  # the EUI-64 address of the harness's own port, given when the subnet came
+        macs = ["fa:16:3e:00:00:01", "fa:16:3e:ff:00:02", "fa:16:3e:00:00:03"]  # the second outside the pool
+        ports = ipam.ports(3)
+        held = ipam.automatic_each(sid, list(zip(ports, macs, strict=True)))
+        assert [(h.port_id, h.ip_address) for h in held] == [(p, eui64(m)) for p, m in zip(ports, macs, strict=True)]
+        assert ipam.held(sid) == before | netaddr.IPSet(eui64(m) for m in macs)
+        fresh = "fa:16:3e:00:00:04"
+        for taken in (macs[2], macs[1], fresh):  # held in the pool, held outside it, repeated in the batch
+
+            def bulk_then_single(u: UnitOfWork, taken: str = taken) -> list[str]:
+                subnet = u.session.get(Subnet, sid)
+                asked = [(ports[0], fresh), (ports[1], taken), (ports[2], "fa:16:3e:00:00:05")]
+                if taken == fresh:
+                    asked[1] = (ports[1], fresh)
+                with pytest.raises(IpAddressAlreadyAllocated) as refused:
+                    u.addresses.allocate_automatic_each(asked, ipam.network_id, subnet)
+                assert eui64(taken) in refused.value.message
+                # All or none: the batch's free addresses are still free in the same transaction.
+                wanted = [Wanted(subnet, AutomaticAddressRequest(m)) for m in (fresh, "fa:16:3e:00:00:05")]
+                return [h.ip_address for h in u.addresses.allocate(ipam.port_id, ipam.network_id, wanted)]
+
+            assert sorted(ipam.db.run(bulk_then_single)) == sorted([eui64(fresh), eui64("fa:16:3e:00:00:05")])
+            ipam.release(sid, eui64(fresh))
+            ipam.release(sid, eui64("fa:16:3e:00:00:05"))
+        assert ipam.held(sid) == before | netaddr.IPSet(eui64(m) for m in macs)
 
     # --- exhaustion, release, reuse ------------------------------------------------------------
 

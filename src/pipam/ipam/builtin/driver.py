@@ -78,6 +78,7 @@ class BuiltinDriver:
     schema: ClassVar[None] = None  # its free ranges are a core table
     free_space_check: ClassVar[FreeSpaceCheck] = "ranges"
     in_database: ClassVar[bool] = True  # every call goes through the request's session
+    automatic_bulk: ClassVar[bool] = True  # RangeSubnet answers AutomaticBulkRequest
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context

@@ -240,11 +240,12 @@ def _first_with_room(uow: UnitOfWork, port: Port, group: list[SubnetFacts]) -> l
     return []
 
 
-def _automatic(port: Port, auto: list[SubnetFacts]) -> list[Wanted]:
+def _automatic(uow: UnitOfWork, port: Port, auto: list[SubnetFacts]) -> list[Held]:
     """The port's EUI-64 address on every automatic subnet (a router port takes none)."""
     if _is_router(port.device_owner):
         return []
-    return [Wanted(s, address_request(s, None, port.mac_address)) for s in auto]
+    wanted = [Wanted(s, address_request(s, None, port.mac_address)) for s in auto]
+    return uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else []
 
 
 def _default_allocations(uow: UnitOfWork, port: Port, on_network: Sequence[SubnetFacts]) -> list[Held]:
@@ -253,8 +254,7 @@ def _default_allocations(uow: UnitOfWork, port: Port, on_network: Sequence[Subne
     held: list[Held] = []
     for group in (v4, v6_stateful):
         held += _first_with_room(uow, port, group)
-    wanted = _automatic(port, auto)
-    return held + (uow.addresses.allocate(port.id, port.network_id, wanted) if wanted else [])
+    return held + _automatic(uow, port, auto)
 
 
 def _mac_in_use(uow: UnitOfWork, network_id: str, mac: str) -> bool:
@@ -522,26 +522,34 @@ def _default_allocations_each(uow: UnitOfWork, ports: list[Port], batch: _Batch)
             held += rows
             if failed is not None:
                 failures.append((failed[0], kind, failed[1]))
-    rows, failed = _each_alone(uow, ports, [_automatic(port, plans[port.network_id][2]) for port in ports])
-    held += rows
-    if failed is not None:
-        failures.append((failed[0], 2, failed[1]))
+    # Each port's EUI-64 address on every automatic subnet of its network, in the network's order: the
+    # j-th such subnet is the kind 2 + j (a router port takes none).
+    automatic: dict[str, tuple[int, SubnetFacts, list[tuple[int, Port]]]] = {}
+    for place, port in enumerate(ports):
+        if not _is_router(port.device_owner):
+            for j, subnet in enumerate(plans[port.network_id][2]):
+                automatic.setdefault(subnet.id, (2 + j, subnet, []))[2].append((place, port))
+    for kind, subnet, members in automatic.values():
+        rows, failed = _eui64_each(uow, members, subnet)
+        held += rows
+        if failed is not None:
+            failures.append((failed[0], kind, failed[1]))
     _settle(uow, ports, held, failures)
 
 
 def _asked_allocations_each(uow: UnitOfWork, ports: list[Port], asked: list[list[Wanted]]) -> None:
     """``allocate`` of each port's fixed_ips, which name the same subnets for every port, each once and
     with no address: the outcome of one port after the other, but each subnet's any-addresses claimed as
-    one batch. As in ``allocate``, a port's automatic (EUI-64) addresses come before its any-addresses;
-    they depend on each port's MAC and are claimed port by port. The subnets are disjoint, so whether a
+    one batch. As in ``allocate``, a port's automatic (EUI-64) addresses come before its any-addresses.
+    The subnets are disjoint, so whether a
     port fails on one depends only on the ports before it on that one."""
     first = asked[0]
     held: list[Held] = []
     failures: list[Failure] = []
     members = list(enumerate(ports))
     for kind, at in enumerate(sorted(range(len(first)), key=lambda i: not first[i].named)):
-        if first[at].named:
-            rows, failed = _each_alone(uow, ports, [[wanted[at]] for wanted in asked])
+        if first[at].named:  # automatic: _way leaves out given addresses
+            rows, failed = _eui64_each(uow, members, first[at].subnet)
         else:
             rows, failed = _first_with_room_each(uow, members, [first[at].subnet])
         held += rows
@@ -550,18 +558,26 @@ def _asked_allocations_each(uow: UnitOfWork, ports: list[Port], asked: list[list
     _settle(uow, ports, held, failures)
 
 
-def _each_alone(
-    uow: UnitOfWork, ports: list[Port], wanted_each: list[list[Wanted]]
+def _eui64_each(
+    uow: UnitOfWork, members: list[tuple[int, Port]], subnet: SubnetFacts
 ) -> tuple[list[Held], tuple[int, PipamError] | None]:
-    """``allocate`` of each port's own addresses in turn: those held, and the place and error of the
-    first port that failed, if one did."""
+    """The EUI-64 address of each member port on the automatic ``subnet``, as one port after the other
+    gets them: those held, and the place and error of the first port that failed, if one did. One
+    backend call for all of them where the backend takes them in bulk (all or none); one by one where
+    it does not, or to find which port failed."""
+    if len(members) > 1 and uow.addresses.automatic_in_bulk:
+        ports = [(port.id, port.mac_address) for _, port in members]
+        try:
+            return uow.addresses.allocate_automatic_each(ports, members[0][1].network_id, subnet), None
+        except PipamError:
+            pass  # nothing taken: one by one below finds the port
     held: list[Held] = []
-    for place, (port, wanted) in enumerate(zip(ports, wanted_each, strict=True)):
-        if wanted:
-            try:
-                held += uow.addresses.allocate(port.id, port.network_id, wanted)
-            except PipamError as exc:
-                return held, (place, exc)
+    for place, port in members:
+        try:
+            wanted = [Wanted(subnet, address_request(subnet, None, port.mac_address))]
+            held += uow.addresses.allocate(port.id, port.network_id, wanted)
+        except PipamError as exc:
+            return held, (place, exc)
     return held, None
 
 

@@ -75,6 +75,7 @@ class InternalDriver:
     schema: ClassVar[Path] = Path(__file__).parent / "migrations"
     free_space_check: ClassVar[FreeSpaceCheck] = "ranges"
     in_database: ClassVar[bool] = True  # every call goes through the request's session
+    automatic_bulk: ClassVar[bool] = True  # RangeSubnet answers AutomaticBulkRequest
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context
