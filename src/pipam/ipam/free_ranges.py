@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipam.errors import RetryTransaction
@@ -45,23 +45,6 @@ class PoolBounds:
 
 
 @dataclass(frozen=True)
-class _Lookup:
-    """A lookup of the one range nearest a key, as most databases plan it well, and as MariaDB does.
-
-    MariaDB planned ``owner = ? AND first_key <= ? ORDER BY first_key DESC LIMIT 1`` as a walk down all
-    the owner's ranges from its highest, reading each until one was at or below the key: in a bulk's
-    transaction, up to 3,744 rows of a SLAAC subnet with 4,000 EUI-64 addresses, 0.6 to 2.4 ms a lookup
-    as the subnet filled. Asked as ``first_key = (SELECT max(first_key) ...)``, it looks the key up in
-    the index. PostgreSQL grew on that form instead (0.9 to 5 ms a lookup); it keeps ``portable``."""
-
-    portable: Select[tuple[int, str, str, str]]
-    mariadb: Select[tuple[int, str, str, str]]
-
-    def on(self, dialect: str) -> Select[tuple[int, str, str, str]]:
-        return self.mariadb if dialect == "mysql" else self.portable
-
-
-@dataclass(frozen=True)
 class _Range:
     id: int
     pool_id: str
@@ -89,20 +72,10 @@ class RangeStore:
         self.table = table
         self.owner = table.c[owner_column]
         self.c = c = table.c
-        mine = self.owner == bindparam("owner")
-        cols = select(c.id, c.pool_id, c.first_key, c.last_key).where(mine)
-        key = bindparam("key")
-        lowest_last = select(func.min(c.last_key)).where(mine, c.last_key >= key).scalar_subquery()
-        highest_first = select(func.max(c.first_key)).where(mine, c.first_key <= key).scalar_subquery()
-        self._at_or_after = _Lookup(
-            cols.where(c.last_key >= key).order_by(c.last_key).limit(1),
-            cols.where(c.last_key == lowest_last).limit(1),
-        )
+        cols = select(c.id, c.pool_id, c.first_key, c.last_key).where(self.owner == bindparam("owner"))
+        self._at_or_after = cols.where(c.last_key >= bindparam("key")).order_by(c.last_key).limit(1)
         self._lowest = cols.order_by(c.first_key).limit(1)
-        self._containing = _Lookup(
-            cols.where(c.first_key <= key).order_by(c.first_key.desc()).limit(1),
-            cols.where(c.first_key == highest_first).limit(1),
-        )
+        self._containing = cols.where(c.first_key <= bindparam("key")).order_by(c.first_key.desc()).limit(1)
         guard = (c.id == bindparam("rid"), c.first_key == bindparam("old_first"), c.last_key == bindparam("old_last"))
         self._drop = delete(table).where(*guard)
         self._move_first = update(table).where(*guard).values(first_key=bindparam("new_key"))
@@ -120,11 +93,8 @@ class RangeStore:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def _row(self, session: Session, stmt: Select[tuple[int, str, str, str]] | _Lookup, **params: str) -> _Range | None:
-        conn = session.connection()
-        if isinstance(stmt, _Lookup):
-            stmt = stmt.on(conn.dialect.name)
-        row = conn.execute(stmt, params).first()
+    def _row(self, session: Session, stmt: Select[tuple[int, str, str, str]], **params: str) -> _Range | None:
+        row = session.connection().execute(stmt, params).first()
         if row is None:
             return None
         return _Range(row.id, row.pool_id, int(row.first_key, 16), int(row.last_key, 16))
