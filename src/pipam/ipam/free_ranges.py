@@ -207,7 +207,11 @@ class RangeStore:
             if rng is None or rng.last < value:
                 found.missing.add(value)
                 continue
-            found.ranges[rng.id] = rng
+            if found.ranges.setdefault(rng.id, rng) != rng:
+                # Another transaction changed a range between two of these lookups: values found in its
+                # older form may lie outside it now, and claiming by the newer form would leave them free.
+                claims.lost += 1
+                raise RetryTransaction("a free range changed while a bulk looked up its addresses")
             found.inside[rng.id].append(value)
         return found
 
