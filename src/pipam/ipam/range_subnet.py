@@ -115,11 +115,11 @@ class RangeSubnet:
         outside = next((ip for v, ip in zip(values, ips, strict=True) if not first <= v <= last), None)
         if outside is not None:
             raise InvalidIpForSubnet(outside)
-        found = self.ranges.find_values(self.session, self.owner_id, [v for v in values if self._pool_of(v)])
+        in_pool = {v for v in values if self._pool_of(v) is not None}
+        found = self.ranges.find_values(self.session, self.owner_id, [v for v in values if v in in_pool])
         seen: set[int] = set()
         for v, ip in zip(values, ips, strict=True):
-            in_pool = self._pool_of(v) is not None
-            if v in seen or (v in found.missing if in_pool else self.ledger.holds(self.session, ip)):
+            if v in seen or (v in found.missing if v in in_pool else self.ledger.holds(self.session, ip)):
                 raise IpAddressAlreadyAllocated(ip, self.subnet_id)
             seen.add(v)
         self.ranges.claim_values(self.session, self.owner_id, found)

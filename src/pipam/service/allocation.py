@@ -166,18 +166,11 @@ class AllocationEngine:
         ``allocate`` does) holding none, so the caller can go on to another subnet."""
         if not port_ids:
             return []
-        handle = self.subnet(subnet.id)
-        assert self._context is not None
-        self._context.holder = None  # each address has its own holder, in the request
         try:
-            ips = handle.allocate(BulkAddressRequest(len(port_ids), holders=tuple(port_ids)))
+            request = BulkAddressRequest(len(port_ids), holders=tuple(port_ids))
+            return self._hand_out(subnet, network_id, port_ids, request)
         except IpAddressGenerationFailure:
             raise IpAddressGenerationFailure(network_id) from None
-        if len(ips) != len(port_ids):  # a driver bug; the core rows would pair addresses with wrong ports
-            raise AssertionError(f"subnet {subnet.id}: asked for {len(port_ids)} addresses, got {len(ips)}")
-        new = [Held(subnet.id, ip, port_id) for ip, port_id in zip(ips, port_ids, strict=True)]
-        self._record(network_id, subnet.id, new)
-        return new
 
     @property
     def automatic_in_bulk(self) -> bool:
@@ -192,14 +185,21 @@ class AllocationEngine:
         backend does (IpAddressAlreadyAllocated of the first address held) holding none."""
         if not ports:
             return []
+        ids = [port_id for port_id, _ in ports]
+        request = AutomaticBulkRequest(tuple(mac for _, mac in ports), holders=tuple(ids))
+        return self._hand_out(subnet, network_id, ids, request)
+
+    def _hand_out(
+        self, subnet: SubnetFacts, network_id: str, port_ids: Sequence[str], request: AddressRequest
+    ) -> list[Held]:
+        """A bulk request of one address per port, its core rows inserted in one statement."""
         handle = self.subnet(subnet.id)
         assert self._context is not None
         self._context.holder = None  # each address has its own holder, in the request
-        ids = tuple(port_id for port_id, _ in ports)
-        ips = handle.allocate(AutomaticBulkRequest(tuple(mac for _, mac in ports), holders=ids))
-        if len(ips) != len(ids):  # a driver bug; the core rows would pair addresses with wrong ports
-            raise AssertionError(f"subnet {subnet.id}: asked for {len(ids)} addresses, got {len(ips)}")
-        new = [Held(subnet.id, ip, port_id) for ip, port_id in zip(ips, ids, strict=True)]
+        ips = handle.allocate(request)
+        if len(ips) != len(port_ids):  # a driver bug; the core rows would pair addresses with wrong ports
+            raise AssertionError(f"subnet {subnet.id}: asked for {len(port_ids)} addresses, got {len(ips)}")
+        new = [Held(subnet.id, ip, port_id) for ip, port_id in zip(ips, port_ids, strict=True)]
         self._record(network_id, subnet.id, new)
         return new
 
