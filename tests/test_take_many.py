@@ -13,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from sqlalchemy.orm import Session
 
 from pipam.errors import RetryTransaction
-from pipam.ipam import free_ranges
+from pipam.ipam import free_ranges, range_lookup
 from pipam.ipam.addr import to_key
 from pipam.ipam.free_ranges import CLAIM_ATTEMPTS, RangeStore
 
@@ -147,10 +147,14 @@ def test_claims_that_keep_losing_ask_for_the_transaction_again(session, monkeypa
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(runs=fragmented, wanted=st.lists(st.integers(0, 60), unique=True, max_size=20))
-def test_claim_values_takes_exactly_the_values_or_finds_which_are_not_free(session, runs, wanted):  # type: ignore[no-untyped-def]
+@given(
+    runs=fragmented, wanted=st.lists(st.integers(0, 60), max_size=20), chunk=st.sampled_from([1, 3, range_lookup.CHUNK])
+)
+def test_claim_values_takes_exactly_the_values_or_finds_which_are_not_free(session, monkeypatch, runs, wanted, chunk):  # type: ignore[no-untyped-def]
     """A bulk's given addresses (EUI-64 ones): ``find_values`` says which are not free, claiming nothing;
-    when all are, ``claim_values`` takes exactly them, each range left in the pool it was."""
+    when all are, ``claim_values`` takes exactly them, each range left in the pool it was. The lookup
+    sends its addresses in chunks: of one, of three, or all in one."""
+    monkeypatch.setattr(range_lookup, "CHUNK", chunk)
     load(session, runs)
     before = free_set(session)
     pool_of = {v: pool for pool, a, b in runs for v in range(a, b + 1)}
@@ -175,3 +179,42 @@ def test_a_bulk_claim_of_values_that_loses_a_race_asks_for_the_transaction_again
     with pytest.raises(RetryTransaction):
         STORE.claim_values(session, OWNER, found)
     assert free_ranges.claims.lost == lost + 1
+
+
+def _cut_at_50(session: Session) -> None:
+    """Another transaction claims 50 from [0, 99]: the row keeps [0, 49], a new one holds [51, 99]."""
+    session.execute(update(TABLE).where(TABLE.c.first_key == to_key(0)).values(last_key=to_key(49)))
+    STORE._insert(session, [(OWNER, "pool-a", 51, 99)])
+
+
+def _moved_to_100(session: Session) -> None:
+    """Claims and a give-back that leave the row of [0, 99] holding only 100: its two forms do not overlap."""
+    session.execute(
+        update(TABLE).where(TABLE.c.first_key == to_key(0)).values(first_key=to_key(100), last_key=to_key(100))
+    )
+
+
+@pytest.mark.parametrize(("change", "wanted"), [(_cut_at_50, [10, 60]), (_moved_to_100, [10, 100])])
+def test_a_bulk_lookup_that_meets_a_range_changed_between_its_statements_asks_for_the_transaction_again(
+    session, monkeypatch, change, wanted
+):  # type: ignore[no-untyped-def]
+    """Another transaction changes a range between two of the lookup's statements (one address each):
+    claiming by the newer form would leave an address found in the older one free while recorded as held,
+    so the transaction runs again."""
+    load(session, [("pool-a", 0, 99)])
+    monkeypatch.setattr(range_lookup, "CHUNK", 1)
+    statement_for = range_lookup.RangeLookup._each
+    calls = 0
+
+    def changed_before_the_second(self, dialect, owner_id, keys):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            change(session)
+        return statement_for(self, dialect, owner_id, keys)
+
+    monkeypatch.setattr(range_lookup.RangeLookup, "_each", changed_before_the_second)
+    lost = free_ranges.claims.lost
+    with pytest.raises(RetryTransaction):
+        STORE.find_values(session, OWNER, wanted)
+    assert (calls, free_ranges.claims.lost) == (2, lost + 1)

@@ -8,16 +8,20 @@ lost race costs one more lookup. IPv6 pools of any size are a single row, never 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipam.errors import RetryTransaction
 from pipam.ipam.addr import to_key
+from pipam.ipam.range_lookup import RangeLookup
 
 CLAIM_ATTEMPTS = 16
 
@@ -75,7 +79,7 @@ class RangeStore:
         cols = select(c.id, c.pool_id, c.first_key, c.last_key).where(self.owner == bindparam("owner"))
         self._at_or_after = cols.where(c.last_key >= bindparam("key")).order_by(c.last_key).limit(1)
         self._lowest = cols.order_by(c.first_key).limit(1)
-        self._containing = cols.where(c.first_key <= bindparam("key")).order_by(c.first_key.desc()).limit(1)
+        self._lookup = RangeLookup(table, self.owner)
         guard = (c.id == bindparam("rid"), c.first_key == bindparam("old_first"), c.last_key == bindparam("old_last"))
         self._drop = delete(table).where(*guard)
         self._move_first = update(table).where(*guard).values(first_key=bindparam("new_key"))
@@ -94,13 +98,14 @@ class RangeStore:
     # --- reads ---------------------------------------------------------------------------------
 
     def _row(self, session: Session, stmt: Select[tuple[int, str, str, str]], **params: str) -> _Range | None:
-        row = session.connection().execute(stmt, params).first()
-        if row is None:
-            return None
-        return _Range(row.id, row.pool_id, int(row.first_key, 16), int(row.last_key, 16))
+        return _range_of(session.connection().execute(stmt, params).first())
+
+    def _containing(self, session: Session, owner_id: str, value: int) -> _Range | None:
+        """The range ``value`` would lie in: the one starting nearest at or below it (it may end below)."""
+        return _range_of(self._lookup.containing(session.connection(), owner_id, to_key(value)))
 
     def is_free(self, session: Session, owner_id: str, value: int) -> bool:
-        rng = self._row(session, self._containing, owner=owner_id, key=to_key(value))
+        rng = self._containing(session, owner_id, value)
         return rng is not None and rng.last >= value
 
     def ranges(self, session: Session, owner_id: str) -> list[tuple[int, int]]:
@@ -172,9 +177,8 @@ class RangeStore:
 
     def take_specific(self, session: Session, owner_id: str, value: int) -> bool:
         """Claim ``value`` if it is free; False when no free range holds it."""
-        key = to_key(value)
         for _ in range(CLAIM_ATTEMPTS):
-            rng = self._row(session, self._containing, owner=owner_id, key=key)
+            rng = self._containing(session, owner_id, value)
             if rng is None or rng.last < value:
                 return False
             if self._claim(session, owner_id, rng, value):
@@ -200,19 +204,28 @@ class RangeStore:
         return True
 
     def find_values(self, session: Session, owner_id: str, values: Sequence[int]) -> FoundValues:
-        """The free range holding each of ``values``, one lookup each; nothing is claimed yet."""
+        """The free range holding each of ``values`` (one statement per ``range_lookup.CHUNK`` of them);
+        nothing is claimed yet."""
         found = FoundValues()
-        for value in dict.fromkeys(values):
-            rng = self._row(session, self._containing, owner=owner_id, key=to_key(value))
-            if rng is None or rng.last < value:
+        unique = list(dict.fromkeys(values))
+        rows = self._lookup.containing_each(session.connection(), owner_id, [to_key(v) for v in unique])
+        ranges = sorted({rng for rng in map(_range_of, rows) if rng is not None}, key=lambda r: r.first)
+        overlap = any(a.last >= b.first for a, b in itertools.pairwise(ranges))
+        if overlap or len({rng.id for rng in ranges}) != len(ranges):
+            # Another transaction changed a range between two of the lookup's statements: answered in two
+            # forms (which need not overlap after a shrink and a growth), or in one form next to a piece cut
+            # from it. A value found in an older form may lie outside the newer one, and a claim by the
+            # newer form would leave it free while it is recorded as held.
+            claims.lost += 1
+            raise RetryTransaction("a free range changed while a bulk looked up its addresses")
+        firsts = [rng.first for rng in ranges]
+        for value in unique:
+            at = bisect.bisect_right(firsts, value) - 1
+            if at < 0 or ranges[at].last < value:
                 found.missing.add(value)
                 continue
-            if found.ranges.setdefault(rng.id, rng) != rng:
-                # Another transaction changed a range between two of these lookups: values found in its
-                # older form may lie outside it now, and claiming by the newer form would leave them free.
-                claims.lost += 1
-                raise RetryTransaction("a free range changed while a bulk looked up its addresses")
-            found.inside[rng.id].append(value)
+            found.ranges[ranges[at].id] = ranges[at]
+            found.inside[ranges[at].id].append(value)
         return found
 
     def claim_values(self, session: Session, owner_id: str, found: FoundValues) -> None:
@@ -286,6 +299,10 @@ class RangeStore:
             self._add,
             [{owner_name: o, "pool_id": p, "first_key": to_key(a), "last_key": to_key(b)} for o, p, a, b in rows],
         )
+
+
+def _range_of(row: Any) -> _Range | None:
+    return None if row is None else _Range(row.id, row.pool_id, int(row.first_key, 16), int(row.last_key, 16))
 
 
 def subtract(ranges: Iterable[tuple[int, int]], holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
