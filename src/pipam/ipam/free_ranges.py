@@ -204,7 +204,7 @@ class RangeStore:
         return True
 
     def find_values(self, session: Session, owner_id: str, values: Sequence[int]) -> FoundValues:
-        """The free range holding each of ``values`` (one statement per ``range_lookup.CHUNK`` of them);
+        """The free range holding each of ``values``, looked up together (``RangeLookup.containing_each``);
         nothing is claimed yet."""
         found = FoundValues()
         unique = list(dict.fromkeys(values))

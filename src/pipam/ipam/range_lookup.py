@@ -9,13 +9,17 @@ round), per 500 addresses:
   each), MariaDB 952 ms: MariaDB may plan it as a walk over the owner's ranges, which grows as the
   subnet fragments;
 - the addresses as a table (``json_each``, ``unnest`` of one bound list) and each one's range start
-  found by a correlated ``max()``: SQLite 1.6 ms, PostgreSQL 8.5 ms, MariaDB 1,044 ms (it does not turn
-  a correlated ``max()`` into a probe);
+  found by a correlated ``max()`` in an ``IN``: SQLite 1.6 ms; PostgreSQL 8.5 ms, but planned as a hash
+  join over all the owner's ranges; MariaDB 1,044 ms (it does not turn a correlated ``max()`` into a
+  probe);
+- PostgreSQL: ``unnest`` of the addresses, each probing by a lateral ``ORDER BY ... LIMIT 1``: 3.6 ms;
 - one uncorrelated ``max()`` subquery per address in an ``IN`` list: MariaDB 27 ms (SQLite 9.6,
   PostgreSQL 140: planning hundreds of subqueries); MariaDB answers each subquery from the index while
   planning, then probes the ranges they name (see ``MARIADB_CHUNK``).
 
-So SQLite and PostgreSQL get the table form and MariaDB the ``IN`` list, for one address as for many.
+So for many addresses SQLite gets the table with the correlated ``max()``, PostgreSQL the lateral probe
+and MariaDB the ``IN`` list; for one address, MariaDB the ``IN`` list of one and the others the plain
+``ORDER BY ... LIMIT 1``.
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ class RangeLookup:
 
     def containing_each(self, conn: Connection, owner_id: str, keys: Sequence[str]) -> list[Any]:
         """The rows of the ranges that ``containing`` answers for any of ``keys``, in no order, one statement
-        per ``CHUNK`` keys: each statement answers a range once, but two may answer it in two forms when
-        another transaction changed it between them."""
+        per ``CHUNK`` keys (``MARIADB_CHUNK`` on MariaDB): each statement answers a range once, but two may
+        answer it in two forms when another transaction changed it between them."""
         dialect = conn.dialect.name
         chunk = MARIADB_CHUNK if dialect == "mysql" else CHUNK
         unique = list(dict.fromkeys(keys))
