@@ -313,3 +313,20 @@ def test_a_bulk_port_create_records_each_address_with_its_own_port(tmp_path: Pat
     code, out = cli(url, "nautobot", "ipam", "verify")
     assert code == 0, out
     db.dispose()
+
+
+def test_a_bulk_larger_than_one_batch_records_each_address_with_its_own_port(tmp_path: Path, nb, monkeypatch) -> None:
+    """60 ports on a /24: three bulk creates in Nautobot (25 a request), each address with its own port."""
+    client, ids = nb
+    db = Database(load_settings(database_url=f"sqlite:///{tmp_path}/pipam.db", ipam_driver="nautobot"))
+    upgrade_database(db.engine, "nautobot")
+    network_id = net(db)["id"]
+    subnet(db, network_id, "10.79.0.0/24")
+    with calls_to_nautobot(monkeypatch) as sent:
+        made = db.run(lambda u: local.create_many(u, "port", [{"network_id": network_id}] * 60))
+    assert sent.count(("POST", "ipam/ip-addresses/")) >= 3
+    held = {p["fixed_ips"][0]["ip_address"]: p["id"] for p in made}
+    assert len(held) == 60
+    in_nautobot = ips_by_host(client, ids["namespace"])
+    assert {host: ip["custom_fields"]["pipam_port_id"] for host, ip in in_nautobot.items()} == held
+    db.dispose()
