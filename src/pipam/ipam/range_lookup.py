@@ -56,16 +56,16 @@ class RangeLookup:
         return conn.execute(self._containing, {"owner": owner_id, "key": key}).first()
 
     def containing_each(self, conn: Connection, owner_id: str, keys: Sequence[str]) -> list[Any]:
-        """The rows of the ranges that ``containing`` answers for any of ``keys``, in no order, one statement
-        per ``CHUNK`` keys (``MARIADB_CHUNK`` on MariaDB): each statement answers a range once, but two may
-        answer it in two forms when another transaction changed it between them."""
+        """The rows of the ranges that ``containing`` answers for any of ``keys`` (``find_values`` gives
+        each once), in no order, one statement per ``CHUNK`` keys (``MARIADB_CHUNK`` on MariaDB): each
+        statement answers a range once, but two may answer it in two forms when another transaction changed
+        it between them."""
         dialect = conn.dialect.name
         chunk = MARIADB_CHUNK if dialect == "mysql" else CHUNK
-        unique = list(dict.fromkeys(keys))
         return [
             row
-            for start in range(0, len(unique), chunk)
-            for row in conn.execute(*self._each(dialect, owner_id, unique[start : start + chunk]))
+            for start in range(0, len(keys), chunk)
+            for row in conn.execute(*self._each(dialect, owner_id, list(keys[start : start + chunk])))
         ]
 
     def _each(self, dialect: str, owner_id: str, keys: list[str]) -> tuple[Select[Any], dict[str, Any]]:
