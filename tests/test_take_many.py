@@ -82,9 +82,13 @@ def rows(session: Session) -> list[tuple[str, int, int]]:
     extra=st.one_of(st.integers(-60, 0), st.integers(1, 3)),
     lowest=st.booleans(),
     seed=st.integers(0, 2**32),
+    one_writer=st.booleans(),
 )
-def test_take_many_takes_exactly_count_or_nothing(session, monkeypatch, runs, extra, lowest, seed):  # type: ignore[no-untyped-def]
+def test_take_many_takes_exactly_count_or_nothing(session, monkeypatch, runs, extra, lowest, seed, one_writer):  # type: ignore[no-untyped-def]
+    """Claims from the random point (as on PostgreSQL and MariaDB) and from the start of the range it
+    lands in (SQLite, ``one_writer``), both on this SQLite session."""
     monkeypatch.setattr(free_ranges, "_rng", random.Random(seed))  # replayable random points
+    monkeypatch.setattr(free_ranges, "one_writer", lambda _conn: one_writer)
     load(session, runs)
     before = free_set(session)
     pool_of = {v: pool for pool, a, b in runs for v in range(a, b + 1)}
@@ -107,6 +111,23 @@ def test_take_many_takes_exactly_count_or_nothing(session, monkeypatch, runs, ex
     # Each range left, split or given back lies in one pool, labelled with it.
     for pool, a, b in rows(session):
         assert {pool_of[v] for v in range(a, b + 1)} == {pool}, (pool, a, b)
+
+
+@pytest.mark.parametrize("one_writer", [True, False])
+def test_any_address_splits_a_range_only_where_writers_run_concurrently(session, monkeypatch, one_writer):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(free_ranges, "_rng", random.Random(1))
+    monkeypatch.setattr(free_ranges, "one_writer", lambda _conn: one_writer)
+    load(session, [("pool-a", 0, 99)])
+
+    taken = [STORE.take_many(session, OWNER, 0, 99, 1)[0] for _ in range(10)]
+
+    if one_writer:  # each claim moved the range's start: still one row
+        assert taken == list(range(10))
+        assert rows(session) == [("pool-a", 10, 99)]
+    else:  # claims at random points: the range is cut where each one landed
+        assert taken != list(range(10))
+        assert len(rows(session)) > 5
+    assert free_set(session) == set(range(100)) - set(taken)
 
 
 def steal_after_lookups(monkeypatch, session: Session, times: int) -> list[int]:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -204,6 +204,14 @@ def _sqlite_begin(dbapi_conn: Any) -> None:
         raise
     finally:
         driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def one_writer(conn: Connection) -> bool:
+    """Whether the database writes one transaction at a time (SQLite: a writer holds the whole file, and
+    a transaction whose snapshot another write has overtaken cannot write). What a writing transaction
+    reads then stays as read until it commits, so the row-level claims and row locks that keep
+    concurrent writers apart elsewhere buy nothing there."""
+    return conn.dialect.name == "sqlite"
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -19,11 +19,13 @@ from typing import Any
 from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from pipam.db.engine import one_writer
 from pipam.errors import RetryTransaction
 from pipam.ipam.addr import to_key
 from pipam.ipam.range_lookup import RangeLookup
 
 CLAIM_ATTEMPTS = 16
+
 
 _rng = random.SystemRandom()
 
@@ -136,7 +138,8 @@ class RangeStore:
     ) -> list[int]:
         """Claim ``count`` free addresses (one for an "any address" request), a contiguous run of each
         range at a time: from a random point (``lowest``: from the smallest) upwards, wrapping around to
-        the lowest range. A lost claim is retried with a new lookup, from a new random point.
+        the lowest range; on a database with one writer at a time (``one_writer``) from the start of the
+        range the point lands in. A lost claim is retried with a new lookup, from a new random point.
 
         Answers exactly ``count`` values, or [] when fewer are free: a bulk request is all or none, and
         its caller may go on to another subnet in the same transaction, so what this call took is given
@@ -145,6 +148,10 @@ class RangeStore:
         taken: list[int] = []
         runs: list[tuple[str, int, int]] = []  # (pool, first, last) of each claimed run, to give back
         point = None if lowest else _rng.randint(lo, hi)
+        # Claiming at the point splits its range (an update and an insert) so that concurrent servers
+        # claim apart. With one writer nothing is gained by that: taking the range's start is one
+        # update, and the table keeps a row per run of free addresses instead of gaining one per claim.
+        from_start = one_writer(session.connection())
         lost = 0
         while len(taken) < count:
             rng = None
@@ -157,7 +164,7 @@ class RangeStore:
             if rng is None:  # the store is empty now: fewer were free than asked
                 self._give_back_runs(session, owner_id, runs)
                 return []
-            first = rng.first if point is None else max(point, rng.first)
+            first = rng.first if point is None or from_start else max(point, rng.first)
             last = min(rng.last, first + count - len(taken) - 1)
             if not rng.first <= first <= last <= rng.last:
                 raise AssertionError(f"free-range claim {first}-{last} outside {rng}")

@@ -11,7 +11,8 @@ switch of backend) writes all slots (``_transition``). On one database server th
 therefore waits for the address changes in flight (they hold a slot's row lock) and every later one
 sees the new state. On a multi-master cluster (Galera), where locks and reads are local to a node, the
 two writes conflict at certification instead: whichever commits second fails and is retried, and the
-retry sees the new state. With many slots, concurrent address changes rarely share one.
+retry sees the new state. With many slots, concurrent address changes rarely share one. On SQLite a
+writing transaction holds the whole database, so there an address change only reads its slot.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pipam.db.base import utcnow
+from pipam.db.engine import one_writer
 from pipam.db.models import IpamChange, IpamGate, IpamMigration, IpamState
 from pipam.errors import DatabaseNotReady, IpamMigrationInProgress, MigrationError
 
@@ -73,11 +75,14 @@ _READ_SLOT = select(*_GATE_COLUMNS).where(IpamGate.slot == bindparam("gate_slot"
 def enter(session: Session) -> IpamStatus:
     """For a transaction that changes addresses: write a gate slot and read the state it carries.
 
-    Raises IpamMigrationInProgress while the fence is up. See the module's docstring for why a write.
+    Raises IpamMigrationInProgress while the fence is up. See the module's docstring for why a write; on
+    SQLite (``one_writer``) the transaction already holds the whole database, and the slot is only read.
     """
     slot = _rng.randrange(GATE_SLOTS)
     conn = session.connection()
-    if conn.dialect.update_returning:
+    if one_writer(conn):  # no write to wait for or to conflict with: a read of the slot is as good
+        row = conn.execute(_READ_SLOT, {"gate_slot": slot}).first()
+    elif conn.dialect.update_returning:
         row = conn.execute(_TOUCH_RETURNING, {"gate_slot": slot}).first()
     else:  # MariaDB: the row is ours now, so this read is current
         conn.execute(_TOUCH, {"gate_slot": slot})
