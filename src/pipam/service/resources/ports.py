@@ -627,7 +627,10 @@ def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) 
         )
     touch(port)
     uow.session.flush()
-    uow.session.expire(port, ["fixed_ips"])
+    if req.get("fixed_ips") is not None or "mac_address" in req:
+        # Its addresses may have changed under the collection read with it: read again for the answer.
+        # An update that leaves them alone (a VM's binding: device_id, device_owner) answers what was read.
+        uow.session.expire(port, ["fixed_ips"])
     return port
 
 
@@ -661,6 +664,8 @@ def delete(uow: UnitOfWork, port_id: str, caller: Caller = ADMIN) -> None:
     held = [Held(a.subnet_id, a.ip_address, port.id) for a in port.fixed_ips]
     if held:
         uow.addresses.release(held)
-        uow.session.expire(port, ["fixed_ips"])
+        # Its rows are gone (the port's row lock kept others from adding one): said, not read back, so
+        # that the delete's cascade has nothing to load (a statement on every port delete).
+        set_committed_value(port, "fixed_ips", [])
     uow.session.delete(port)
     uow.session.flush()
