@@ -79,6 +79,21 @@ def test_whitespace_around_an_address_is_400(api):
     err(api.post("/v2.0/ports", json={"port": {"network_id": net["id"], "fixed_ips": fixed}}), 400)
 
 
+@pytest.mark.parametrize("mac", ["1.0.0.0", "1-2-3-4-5-6-7-8", "fa:16:3e:00:00:01:02:03", "fa:16:3e:00:01"])
+def test_a_mac_that_is_not_48_bits_is_400(api, mac):
+    """netaddr reads "1.0.0.0" as an EUI-64, which a port's MAC cannot be (it answered 500, in the fuzz)."""
+    net = mk(api, "network")
+    expected = f"Invalid input for mac_address. Reason: '{mac}' is not a valid MAC address."
+    for body in (
+        {"port": {"network_id": net["id"], "mac_address": mac}},
+        {"ports": [{"network_id": net["id"]}, {"network_id": net["id"], "mac_address": mac}]},
+    ):
+        assert err(api.post("/v2.0/ports", json=body), 400, "HTTPBadRequest")["message"] == expected
+    made = mk(api, "port", network_id=net["id"])
+    err(api.put(f"/v2.0/ports/{made['id']}", json={"port": {"mac_address": mac}}), 400, "HTTPBadRequest")
+    assert len(ok(api.get("/v2.0/ports"))["ports"]) == 1
+
+
 def test_host_bits_are_cleared_as_neutron_does(api):
     net = mk(api, "network")
     assert mk(api, "subnet", network_id=net["id"], cidr="10.0.0.1/24", ip_version=4)["cidr"] == "10.0.0.0/24"

@@ -276,6 +276,8 @@ class Mac(Kind):
             eui = netaddr.EUI(value, dialect=netaddr.mac_unix_expanded)
         except (netaddr.AddrFormatError, TypeError, ValueError):
             raise Invalid(f"'{value}' is not a valid MAC address") from None
+        if eui.version != 48:  # netaddr also reads "1.0.0.0" as an EUI-64; neutron-lib takes 48 bits only
+            raise Invalid(f"'{value}' is not a valid MAC address")
         if eui.words[0] & 1:
             raise Invalid(f"'{value}' is a multicast MAC address")
         return str(eui)
