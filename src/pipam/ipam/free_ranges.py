@@ -26,7 +26,6 @@ from pipam.ipam.range_lookup import RangeLookup
 
 CLAIM_ATTEMPTS = 16
 
-
 _rng = random.SystemRandom()
 
 
