@@ -206,12 +206,12 @@ def _sqlite_begin(dbapi_conn: Any) -> None:
         driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
-def one_writer(conn: Connection) -> bool:
+def one_writer(bind: Connection | Engine) -> bool:
     """Whether the database writes one transaction at a time (SQLite: a writer holds the whole file, and
     a transaction whose snapshot another write has overtaken cannot write). What a writing transaction
     reads then stays as read until it commits, so the row-level claims and row locks that keep
     concurrent writers apart elsewhere buy nothing there."""
-    return conn.dialect.name == "sqlite"
+    return bind.dialect.name == "sqlite"
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -18,7 +18,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipam.db import wal_checkpoints
-from pipam.db.engine import BEGIN_NEXT, SqliteBegin, is_connection_lost, is_retryable, make_sessionmaker, sqlite_begins
+from pipam.db.engine import (
+    BEGIN_NEXT,
+    SqliteBegin,
+    is_connection_lost,
+    is_retryable,
+    make_sessionmaker,
+    one_writer,
+    sqlite_begins,
+)
 from pipam.db.write_lock import WriteLock
 from pipam.errors import Conflict, DatabaseUnavailable, HeldInProcess, NotNow, RetryTransaction, TooMuchContention
 
@@ -113,7 +121,7 @@ class Runner:
         self.embedded = engine.url.get_backend_name() == "sqlite"
         # SQLite has one writer at a time: threads of one process queue here instead of poll-sleeping in
         # SQLite's busy handler (steps of up to 100 ms). Across processes SQLite's own lock decides.
-        self._sqlite_writes = WriteLock() if self.embedded else None
+        self._sqlite_writes = WriteLock() if one_writer(engine) else None
         self._checkpoints = wal_checkpoints.of_engine(engine)
         self._read_outside = make_sessionmaker(_begun_deferred(self._read_engine)) if self.embedded else self._read
 

@@ -627,10 +627,8 @@ def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) 
         )
     touch(port)
     uow.session.flush()
-    if req.get("fixed_ips") is not None or "mac_address" in req:
-        # Its addresses may have changed under the collection read with it: read again for the answer.
-        # An update that leaves them alone (a VM's binding: device_id, device_owner) answers what was read.
-        uow.session.expire(port, ["fixed_ips"])
+    # _change_mac and _change_fixed_ips expire the port's addresses when they change them, so the answer
+    # reads them again then; an update that leaves them alone (a VM's binding) answers what was read.
     return port
 
 
