@@ -28,6 +28,11 @@ def pg_error(cls: type[psycopg.Error], message: str) -> sa_exc.DBAPIError:
     return sa_exc.DBAPIError.instance("INSERT INTO ports ...", {}, cls(message), psycopg.Error)
 
 
+def raised_while_handling(first: sa_exc.DBAPIError, then: sa_exc.DBAPIError) -> sa_exc.DBAPIError:
+    then.__context__ = first
+    return then
+
+
 UNAVAILABLE = {
     "galera quorum lost during commit": mysql_error(1180, "Got error 6 'No such device or address' during COMMIT"),
     "galera quorum lost while replicating": mysql_error(
@@ -50,6 +55,13 @@ UNAVAILABLE = {
     "lock wait timeout": mysql_error(1205, "Lock wait timeout exceeded; try restarting transaction"),
     "mariadb gone": mysql_error(2013, "Lost connection to server during query", None),
     "postgres shut down": pg_error(psycopg.errors.AdminShutdown, "terminating connection due to administrator command"),
+    "postgres socket closed": pg_error(psycopg.OperationalError, "connection socket closed"),
+    # tests/test_db_faults.py, once in CI: the rollback after a killed backend fails in turn, and its error
+    # is the one raised.
+    "rollback after the socket closed": raised_while_handling(
+        pg_error(psycopg.OperationalError, "connection socket closed"),
+        pg_error(psycopg.OperationalError, "sending query failed: another command is already in progress"),
+    ),
 }
 
 RETRYABLE = {
@@ -61,6 +73,9 @@ RETRYABLE = {
 }
 
 NEITHER = {
+    "postgres busy connection, nothing lost": pg_error(
+        psycopg.OperationalError, "sending query failed: another command is already in progress"
+    ),
     "syntax error": mysql_error(1064, "You have an error in your SQL syntax", "42000"),
     "postgres undefined table": pg_error(psycopg.errors.UndefinedTable, 'relation "ports" does not exist'),
 }

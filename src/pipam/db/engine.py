@@ -263,7 +263,14 @@ def is_retryable(exc: BaseException) -> bool:
 
 def is_connection_lost(exc: BaseException) -> bool:
     """The database went away, refused us, or cannot take writes now (a Galera node without quorum, a
-    PostgreSQL standby): the client should come back later (503)."""
+    PostgreSQL standby): the client should come back later (503). An error raised while handling one of
+    these counts as it: rolling back on a socket PostgreSQL closed mid-statement, psycopg answers
+    "another command is already in progress", which replaced the loss and answered 500."""
+    context = exc.__context__
+    return _lost(exc) or (isinstance(context, DBAPIError) and is_connection_lost(context))
+
+
+def _lost(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if is_not_ready(exc):
@@ -287,6 +294,7 @@ def is_connection_lost(exc: BaseException) -> bool:
             "connection failed",
             "could not connect",
             "consuming input failed",
+            "connection socket closed",
         )
     )
 
