@@ -45,15 +45,18 @@ def loaded(db: Database, backend: str) -> tuple[Database, str]:
     return db, network["id"]
 
 
-def _sent(db: Database, run: Any, starts: str) -> tuple[str, Any]:
-    """The statement starting with ``starts`` that ``run`` sends, with its first parameters. It may be
-    sent more than once, always the same: a MAC check asks again when two of its 1,000 draws coincide
-    (about 3 % of bulks of 1,000)."""
+def _sent(db: Database, run: Any, starts: str, first_of_many: bool = False) -> tuple[str, Any]:
+    """The one statement starting with ``starts`` that ``run`` sends, with its parameters; with
+    ``first_of_many``, the first of them: a MAC check asks again, for the MACs still missing, when two of
+    its 1,000 draws coincide (about 3 % of bulks of 1,000)."""
     with statements_sent(db) as sent:
         run()
     found = [(s, p) for s, p in sent if s.startswith(starts)]
-    assert found and len({s for s, _ in found}) == 1, [s for s, _ in found]
-    return found[0]
+    if first_of_many:
+        assert found
+        return found[0]
+    ((one),) = found
+    return one
 
 
 def _plan(db: Database, statement: str, parameters: Any) -> str:
@@ -91,7 +94,10 @@ def test_a_bulk_creates_mac_check_asks_by_mac_alone(loaded):
     db, network_id = loaded
     macs: list[str] = []
     statement, parameters = _sent(
-        db, lambda: macs.extend(db.run(lambda u: _random_macs(u, network_id, 1000))), "SELECT ports."
+        db,
+        lambda: macs.extend(db.run(lambda u: _random_macs(u, network_id, 1000))),
+        "SELECT ports.",
+        first_of_many=True,
     )
     assert len(set(macs)) == 1000
     plan = _plan(db, statement, parameters)
