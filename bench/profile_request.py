@@ -1,6 +1,7 @@
 """Where one kind of request spends its time: py-spy on a running ``pipam serve``, as a top-N table.
 
-Starts a server (1 worker) on a fresh database, makes one network with a /12 subnet (and ``--ports``
+Starts a server (1 worker) on a fresh database (SQLite, or ``--db postgresql``/``mariadb`` on the
+servers ``bench.common`` names), makes one network with a /12 subnet (and ``--ports``
 ports for the read kinds), warms up, then samples the server with ``py-spy record`` while one
 kept-alive client sends the requests in sequence. Samples in which the server was idle (its event
 loop polling, thread-pool workers waiting) are dropped; the table gives each function's inclusive and
@@ -8,6 +9,7 @@ self share of the busy samples.
 
     python -m bench.profile_request --kind port_create --requests 800
     python -m bench.profile_request --kind list --ports 10000 --requests 40
+    python -m bench.profile_request --db postgresql        # the shared server, a database of its own
 
 Needs ``py-spy`` (``pip install py-spy``) and the right to trace the server (root, or ptrace allowed).
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 import httpx
 import typer
 
-from bench.common import console, table
+from bench.common import SERVERS, console, fresh_database, table
 from pipam.testing.server import Server
 
 # Leaves of a server waiting for work: uvloop's loop (C, so its Python frame is asyncio's Runner.run),
@@ -77,15 +79,23 @@ def main(
     ports: int = typer.Option(1000, help="Ports on the server before sampling (for get_port and list)."),
     rows: int = typer.Option(25, help="Functions listed."),
     rate: int = typer.Option(500, min=1, help="py-spy samples per second."),
+    db: str = typer.Option("sqlite", help=f"Database the server runs on: sqlite, {', '.join(SERVERS)}."),
 ) -> None:
     if kind not in KINDS:
         raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
+    if db != "sqlite" and db not in SERVERS:
+        raise typer.BadParameter(f"--db must be one of sqlite, {', '.join(SERVERS)}")
     beside = Path(sys.executable).with_name("py-spy")
     spy = str(beside) if beside.exists() else shutil.which("py-spy")
     if spy is None:
         raise typer.BadParameter("py-spy is not installed: pip install py-spy")
     work = Path(tempfile.mkdtemp(prefix="pipam-profile-"))
-    server = Server(f"sqlite:///{work}/p.db", "internal", work / "server.log", workers="1")
+    url = f"sqlite:///{work}/p.db"
+    if db != "sqlite":  # a server's database needs its schema first; SQLite's new file gets it on start
+        schema = fresh_database(db, "profile", "internal")
+        url = schema.engine.url.render_as_string(hide_password=False)
+        schema.dispose()
+    server = Server(url, "internal", work / "server.log", workers="1")
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client:
             net = client.post("/v2.0/networks", json={"network": {"name": "p"}}).json()["network"]["id"]
@@ -130,7 +140,7 @@ def main(
         console.print(f"[red]py-spy could not sample the server:[/] {spy_errors.strip()[-500:]}")
         raise typer.Exit(NO_SAMPLES)
     busy, ranked = top(raw, rows)
-    title = f"{kind}: {requests} requests, {1000 * took / requests:.3f} ms each; {busy} busy samples"
+    title = f"{kind} on {db}: {requests} requests, {1000 * took / requests:.3f} ms each; {busy} busy samples"
     table(title, ["inclusive %", "self %", "function"], [[f"{i:.1f}", f"{s:.1f}", n] for i, s, n in ranked])
     console.print(f"raw profile: {raw}")
 

@@ -9,13 +9,15 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event, update
 from sqlalchemy.orm import Session
 
+from pipam.db.engine import make_engine
 from pipam.errors import RetryTransaction
 from pipam.ipam import free_ranges, range_lookup
 from pipam.ipam.addr import to_key
 from pipam.ipam.free_ranges import CLAIM_ATTEMPTS, RangeStore
+from tests.databases import KINDS, url_for
 
 OWNER = "subnet-1"
 
@@ -239,3 +241,37 @@ def test_a_bulk_lookup_that_meets_a_range_changed_between_its_statements_asks_fo
     with pytest.raises(RetryTransaction):
         STORE.find_values(session, OWNER, wanted)
     assert (calls, free_ranges.claims.lost) == (2, lost + 1)
+
+
+@pytest.fixture(params=KINDS)
+def on_each_database(request, tmp_path) -> Iterator[tuple[Session, list[str]]]:  # type: ignore[no-untyped-def]
+    """A session on SQLite, PostgreSQL or MariaDB holding the free-range table, and the statements it sends."""
+    engine = make_engine(url_for(request.param, str(tmp_path), "ranges"))
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: sent.append(statement))
+    try:
+        with Session(engine) as s:
+            yield s, sent
+            s.rollback()
+    finally:
+        engine.dispose()
+
+
+def test_a_claim_inside_a_range_cuts_it_in_two_with_one_statement_on_postgresql(on_each_database):  # type: ignore[no-untyped-def]
+    """Claiming 40 of [0, 99] keeps [0, 39] in the row and inserts [41, 99]: on PostgreSQL the update
+    and the insert are one statement (one round trip), elsewhere two. A claim built on a stale read
+    changes and inserts nothing."""
+    session, sent = on_each_database
+    load(session, [("pool-a", 0, 99)])
+    rng = STORE._row(session, STORE._lowest, owner=OWNER)
+    assert rng is not None
+    del sent[:]
+
+    assert STORE._claim(session, OWNER, rng, 40)
+
+    assert len(sent) == (1 if session.get_bind().dialect.name == "postgresql" else 2), sent
+    assert sorted(rows(session), key=lambda r: r[1]) == [("pool-a", 0, 39), ("pool-a", 41, 99)]
+    assert not STORE._claim(session, OWNER, rng, 60)  # the row no longer holds [0, 99]
+    assert sorted(rows(session), key=lambda r: r[1]) == [("pool-a", 0, 39), ("pool-a", 41, 99)]

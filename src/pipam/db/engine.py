@@ -214,6 +214,12 @@ def one_writer(bind: Connection | Engine) -> bool:
     return bind.dialect.name == "sqlite"
 
 
+def changes_in_with(bind: Connection | Engine) -> bool:
+    """Whether a statement's ``WITH`` may change rows that the statement goes on to use (PostgreSQL;
+    MariaDB and SQLite take only reads there): two dependent changes then cost one round trip."""
+    return bind.dialect.name == "postgresql"
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False, autoflush=False)
 

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Select, String, Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from pipam.db.engine import one_writer
+from pipam.db.engine import changes_in_with, one_writer
 from pipam.errors import RetryTransaction
 from pipam.ipam.addr import to_key
 from pipam.ipam.range_lookup import RangeLookup
@@ -85,6 +85,19 @@ class RangeStore:
         self._drop = delete(table).where(*guard)
         self._move_first = update(table).where(*guard).values(first_key=bindparam("new_key"))
         self._move_last = update(table).where(*guard).values(last_key=bindparam("new_key"))
+        # The same cut and the insert of the part above it, as one statement where WITH may change rows:
+        # the insert reads the row the update returns, so a lost compare-and-swap inserts nothing.
+        cut = self._move_last.returning(self.owner, c.pool_id).cte("cut")
+        upper = (bindparam("upper_first", type_=String), bindparam("upper_last", type_=String))
+        # (SQLAlchemy keeps an insert's row count only when asked.)
+        self._split = (
+            insert(table)
+            .from_select(
+                [self.owner.key, c.pool_id.key, c.first_key.key, c.last_key.key],
+                select(cut.c[self.owner.key], cut.c.pool_id, *upper),
+            )
+            .execution_options(preserve_rowcount=True)
+        )
         new_bounds = {"first_key": bindparam("new_first"), "last_key": bindparam("new_last")}
         self._reshape = update(table).where(*guard).values(new_bounds)
         same_pool = (self.owner == bindparam("owner"), c.pool_id == bindparam("pool"))
@@ -195,7 +208,7 @@ class RangeStore:
     def _claim(self, session: Session, owner_id: str, rng: _Range, first: int, last: int | None = None) -> bool:
         """Remove ``first``..``last`` (one value when ``last`` is None) from ``rng`` if the row is still
         exactly as read (compare-and-swap): one guarded statement, and an insert of the part above the
-        run when the run lies inside the range."""
+        run when the run lies inside the range (on PostgreSQL both in one statement)."""
         last = first if last is None else last
         conn = session.connection()
         guard = {"rid": rng.id, "old_first": to_key(rng.first), "old_last": to_key(rng.last)}
@@ -203,6 +216,9 @@ class RangeStore:
             return conn.execute(self._drop, guard).rowcount == 1
         if first == rng.first:
             return conn.execute(self._move_first, {**guard, "new_key": to_key(last + 1)}).rowcount == 1
+        if last < rng.last and changes_in_with(conn):
+            upper = {"upper_first": to_key(last + 1), "upper_last": to_key(rng.last)}
+            return conn.execute(self._split, {**guard, "new_key": to_key(first - 1), **upper}).rowcount == 1
         if conn.execute(self._move_last, {**guard, "new_key": to_key(first - 1)}).rowcount != 1:
             return False
         if last < rng.last:
