@@ -14,10 +14,11 @@ For each database, one table of ratios, each next to the bound issue 15 sets for
 
 Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
 rounds so that the machine's load falls on all of them alike; the p50 and p99 of ``GET /``, ``GET``
-network and port create are printed beside them. While the client times the server, what it built
-before (imports, the in-process part) is kept out of its own garbage collector (``client_heap_frozen``),
-whose passes over it otherwise landed in the timed requests. Exit code 3 when a bound is missed
-(the JSON and the table are written first), 1 on an error.
+network and port create are printed beside them, and beside each ratio of two latencies the lowest and
+highest of its rounds' ratios: the verdict is the run's mean, the spread says how firmly. While the
+client times the server, what it built before (imports, the in-process part) is kept out of its own
+garbage collector (``client_heap_frozen``), whose passes over it otherwise landed in the timed requests.
+Exit code 3 when a bound is missed (the JSON and the table are written first), 1 on an error.
 
     python -m bench.api                                   # SQLite (1 worker) and PostgreSQL (2 workers)
     python -m bench.api --dbs sqlite --rss-ports 20000 --json api.json
@@ -83,6 +84,15 @@ GOALS = (
 )
 
 TAILS = ("root", "get_network", "port")  # the kinds whose p50 and p99 over HTTP are printed too
+ROUNDS = 5  # rounds in which the latency kinds take turns
+# Ratios of two latency kinds timed in the same rounds: each round's ratio is reported too, so that a
+# reader sees whether a bound missed (or met) by the run's mean lies within the run's own spread.
+PER_ROUND = {  # ratio: (top, bottom)
+    "get_network_vs_root": ("get_network", "root"),
+    "port_vs_root": ("port", "root"),
+    "list_vs_get_port": ("list", "get_port"),
+    "list_vs_floor": ("list", "list_floor"),
+}
 
 # --- yardsticks ----------------------------------------------------------------------------------
 
@@ -198,7 +208,7 @@ def client_heap_frozen() -> Iterator[None]:
 def interleaved(
     kinds: dict[str, Callable[[], object]],
     samples: int,
-    rounds: int = 5,
+    rounds: int = ROUNDS,
     calls: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
     """Mean seconds per call of each kind, the kinds taking turns in ``rounds`` rounds; ``calls``, when
@@ -215,6 +225,15 @@ def interleaved(
     if calls is not None:
         calls.update(took)
     return {name: statistics.fmean(seconds) for name, seconds in took.items()}
+
+
+def round_ratios(calls: dict[str, list[float]], top: str, bottom: str, rounds: int = ROUNDS) -> list[float]:
+    """``top``'s mean over ``bottom``'s in each round of an ``interleaved`` run (its ``calls``)."""
+    a, b = len(calls[top]) // rounds, len(calls[bottom]) // rounds
+    return [
+        statistics.fmean(calls[top][i * a : (i + 1) * a]) / statistics.fmean(calls[bottom][i * b : (i + 1) * b])
+        for i in range(rounds)
+    ]
 
 
 # --- in-process ------------------------------------------------------------------------------------
@@ -385,8 +404,8 @@ def over_http(
     clients: int,
     floor: Callable[[], bytes],
     refresh: Callable[[], None],
-) -> dict[str, float]:
-    out: dict[str, float] = {}
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     with httpx.Client(base_url=server.base, timeout=300) as http:
         ports = Ports(http, network_id)
         one_port = ports.one()
@@ -418,9 +437,11 @@ def over_http(
                 "list": lambda: http.get("/v2.0/ports", params={"limit": 1000}),
                 "list_floor": floor,
             },
-            max(5, samples // 10),
+            max(ROUNDS, samples // 10),
+            calls=calls,
         )
         out.update({f"http_{k}": v for k, v in times.items()})
+        out["round_ratios"] = {key: round_ratios(calls, *kinds) for key, kinds in PER_ROUND.items()}
         out["list_over_ports"] = ports.created
         # Where the throughput run's CPU goes: the bound compares with a database doing one insert per
         # commit, so what Pipam's processes and its clients burn per port decides what 2 cores allow.
@@ -535,10 +556,12 @@ def main(
             else:
                 verdict = "MISSED"
                 missed.append(f"{kind}: {goal.what}")
-            rows.append([goal.what, value, bound, verdict])
+            each = r["round_ratios"].get(goal.key)
+            spread = f"{min(each):.2f}-{max(each):.2f}" if each else ""
+            rows.append([goal.what, value, spread, bound, verdict])
         table(
             f"{kind}, {r['server_workers']} server worker(s), {clients} clients, {backend} backend",
-            ["ratio", "measured", "bound", ""],
+            ["ratio", "measured", f"its {ROUNDS} rounds", "bound", ""],
             rows,
         )
         ms = {k: r[k] * 1000 for k in ("fill", "port", "bulk_per_port", "http_root", "http_get_network", "http_port")}

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench.api import GOALS, page_floor
+from bench.api import GOALS, PER_ROUND, ROUNDS, page_floor
 from bench.common import fresh_database
 
 from pipam.testing import local
@@ -89,6 +89,10 @@ def test_api(tmp_path):
     run = json.loads(out.read_text())["runs"]["sqlite"]
     assert set(run["ratios"]) == {goal.key for goal in GOALS}
     assert all(value > 0 for value in run["ratios"].values())
+    # each ratio of two latencies in each round, the run's ratio between its lowest and highest round
+    assert set(run["round_ratios"]) == set(PER_ROUND)
+    for key, each in run["round_ratios"].items():
+        assert len(each) == ROUNDS and min(each) * 0.999 <= run["ratios"][key] <= max(each) * 1.001, (key, each)
     assert run["failures"] == 0 and run["rss_n_ports"] == 400
     assert run["server_cpu_ms_per_port"] > 0 and run["client_cpu_ms_per_port"] > 0
     assert "CPU per port of the throughput run" in done.stdout
