@@ -275,3 +275,25 @@ def test_a_claim_inside_a_range_cuts_it_in_two_with_one_statement_on_postgresql(
     assert sorted(rows(session), key=lambda r: r[1]) == [("pool-a", 0, 39), ("pool-a", 41, 99)]
     assert not STORE._claim(session, OWNER, rng, 60)  # the row no longer holds [0, 99]
     assert sorted(rows(session), key=lambda r: r[1]) == [("pool-a", 0, 39), ("pool-a", 41, 99)]
+
+
+@pytest.mark.parametrize(
+    ("free", "after", "tries"),
+    [
+        ([("pool-a", 0, 39), ("pool-a", 41, 99)], [(0, 40), (41, 99)], 1),  # the range below grows
+        ([("pool-a", 0, 38), ("pool-a", 41, 99)], [(0, 38), (40, 99)], 2),  # none ends below: the one above
+        # The range ending below is another pool's, none starts above: a range of its own.
+        ([("pool-a", 0, 38), ("pool-b", 39, 39), ("pool-a", 42, 99)], [(0, 38), (40, 40), (42, 99)], 3),
+    ],
+)
+def test_an_address_given_back_joins_a_neighbour_with_one_statement_on_postgresql(on_each_database, free, after, tries):  # type: ignore[no-untyped-def]
+    """40 goes back to pool-a: one statement on PostgreSQL, elsewhere one per try (grow the range below,
+    grow the one above, insert), the same ranges after it on each."""
+    session, sent = on_each_database
+    load(session, free)
+    del sent[:]
+
+    STORE.give_back(session, OWNER, "pool-a", 40)
+
+    assert len(sent) == (1 if session.get_bind().dialect.name == "postgresql" else tries), sent
+    assert sorted((a, b) for pool, a, b in rows(session) if pool == "pool-a") == after

@@ -19,12 +19,13 @@ calls ``visible_clause`` and ``can_read``: nothing else decides ownership.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import false, or_, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql import ColumnElement
 
 from pipam.db.models import Network
@@ -333,9 +334,19 @@ def _valid_id(resource: Resource, item_id: object) -> str:
     return item_id
 
 
-def fetch(session: Session, resource: Resource, item_id: object, *, for_update: bool = False) -> Any:
-    """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do."""
-    obj = session.get(resource.model, _valid_id(resource, item_id), with_for_update=for_update or None)
+def fetch(
+    session: Session,
+    resource: Resource,
+    item_id: object,
+    *,
+    for_update: bool = False,
+    options: Sequence[ORMOption] = (),
+) -> Any:
+    """The row by id whoever asks, or the resource's 404; ``authorize`` decides what the caller may do.
+    ``for_update`` locks the row alone, also where ``options`` join others to the read (PostgreSQL
+    refuses to lock the nullable side of an outer join)."""
+    lock = {"of": resource.model} if for_update else None
+    obj = session.get(resource.model, _valid_id(resource, item_id), with_for_update=lock, options=options)
     if obj is None:
         raise resource.missing(item_id)
     return obj

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, or_, select
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import joinedload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pipam.db.base import new_id
@@ -612,8 +612,13 @@ def _first_with_room_each(
     return held, (members[start][0], error)
 
 
+# An update or a delete reads the port with its addresses in one statement (the relationship's own
+# loading would send a second).
+_WITH_ADDRESSES = (joinedload(Port.fixed_ips),)
+
+
 def update(uow: UnitOfWork, port_id: str, req: Request, caller: Caller = ADMIN) -> Port:
-    port = fetch(uow.session, DEFINITION, port_id, for_update=True)
+    port = fetch(uow.session, DEFINITION, port_id, for_update=True, options=_WITH_ADDRESSES)
     authorize(uow.session, caller, DEFINITION, "update", port, _policy_attributes(req), req)
     update_standard(port, req)
     if "mac_address" in req:
@@ -657,7 +662,7 @@ def _change_fixed_ips(uow: UnitOfWork, port: Port, wanted: list[Wanted]) -> None
 
 def delete(uow: UnitOfWork, port_id: str, caller: Caller = ADMIN) -> None:
     # The network's owner may delete any port on it (Neutron's delete_port), even one it cannot read.
-    port = fetch(uow.session, DEFINITION, port_id, for_update=True)
+    port = fetch(uow.session, DEFINITION, port_id, for_update=True, options=_WITH_ADDRESSES)
     authorize(uow.session, caller, DEFINITION, "delete", port)
     held = [Held(a.subnet_id, a.ip_address, port.id) for a in port.fixed_ips]
     if held:
