@@ -8,6 +8,8 @@ import re
 import netaddr
 import pytest
 
+from pipam.service import tags
+from pipam.service.policy import ADMIN
 from pipam.service.resources import ports as ports_module
 from pipam.testing import local
 from tests.helpers import avail, delete_port, error_of, ips, net, port, statements_sent, subnet, update_port
@@ -133,6 +135,17 @@ def test_an_admins_update_and_delete_do_not_read_the_network(db, v4):
         update_port(db, made["id"], device_id="vm-1", device_owner="compute:nova")
         delete_port(db, made["id"])
     assert not [s for s, _ in sent if re.search(r"\bFROM networks\b", s)], sent
+
+
+def test_a_tag_operation_on_a_port_reads_its_row_alone(db, v4):
+    n, _ = v4
+    made = port(db, n)
+    with statements_sent(db) as sent:
+        db.run(lambda u: tags.add(u, ports_module.DEFINITION, made["id"], ["blue"], ADMIN))
+        listed = db.run(lambda u: tags.listed(u, ports_module.DEFINITION, made["id"], ADMIN), write=False)
+    assert listed == ["blue"]
+    reads = [s for s, _ in sent if s.lstrip().startswith("SELECT")]
+    assert len(reads) == 2 and not [s for s in reads if "ipallocations" in s], reads
 
 
 def test_an_update_that_leaves_the_addresses_alone_reads_them_once(db, v4):

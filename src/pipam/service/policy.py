@@ -359,9 +359,10 @@ def get_visible(
     caller: Caller = ADMIN,
     *,
     for_update: bool = False,
+    options: Sequence[ORMOption] = (),
 ) -> Any:
     """The resource by id, as the caller may read it; anything else is the resource's 404."""
-    obj = fetch(session, resource, item_id, for_update=for_update)
+    obj = fetch(session, resource, item_id, for_update=for_update, options=options)
     if not can_read(session, caller, resource, obj):
         raise resource.missing(obj.id)
     return obj

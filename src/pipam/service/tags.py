@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import lazyload
+
 from pipam.errors import BadRequest, InvalidInput, TagNotFound
 from pipam.service.attributes import TAGS_PER_RESOURCE, Invalid, Resource, check_tag, check_tag_list, tag_limit_message
 from pipam.service.common import touch
@@ -33,8 +35,13 @@ def path_tag(tag: str) -> str:
         raise InvalidInput(f"Invalid input for operation: {exc}.") from None
 
 
+# A tag operation reads the row alone: what its relationships would load eagerly (a port's addresses, a
+# subnet's pools) is a statement each that nothing here uses.
+_ROW_ALONE = (lazyload("*"),)
+
+
 def listed(uow: UnitOfWork, resource: Resource, item_id: str, caller: Caller) -> list[str]:
-    return list(get_visible(uow.session, resource, item_id, caller).tags or [])
+    return list(get_visible(uow.session, resource, item_id, caller, options=_ROW_ALONE).tags or [])
 
 
 def has(uow: UnitOfWork, resource: Resource, item_id: str, tag: str, caller: Caller) -> bool:
@@ -63,7 +70,7 @@ def remove_all(uow: UnitOfWork, resource: Resource, item_id: str, caller: Caller
 
 
 def _owned(uow: UnitOfWork, resource: Resource, item_id: str, caller: Caller) -> Any:
-    obj = fetch(uow.session, resource, item_id, for_update=True)
+    obj = fetch(uow.session, resource, item_id, for_update=True, options=_ROW_ALONE)
     authorize(uow.session, caller, resource, "update", obj, ["tags"])
     return obj
 
