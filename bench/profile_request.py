@@ -2,7 +2,7 @@
 
 Starts a server (1 worker) on a fresh database (SQLite, or ``--db postgresql``/``mariadb`` on the
 servers ``bench.common`` names), makes one network with a /12 subnet (and ``--ports``
-ports for the read kinds), warms up, then samples the server with ``py-spy record`` while one
+ports for the read kinds and the deletes), warms up, then samples the server with ``py-spy record`` while one
 kept-alive client sends the requests in sequence. Samples in which the server was idle (its event
 loop polling, thread-pool workers waiting) are dropped; the table gives each function's inclusive and
 self share of the busy samples.
@@ -17,6 +17,7 @@ Needs ``py-spy`` (``pip install py-spy``) and the right to trace the server (roo
 from __future__ import annotations
 
 import collections
+import itertools
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from pipam.testing.server import Server
 # thread-pool workers blocked on their queue.
 IDLE_LEAVES = ("Runner.run (asyncio/runners.py", "Condition.wait (threading.py", "_wait_for_tstate_lock")
 NO_SAMPLES = 2  # exit code: py-spy could not attach to the server
-KINDS = ("root", "get_network", "get_port", "port_create", "bulk", "list")
+KINDS = ("root", "get_network", "get_port", "port_create", "port_update", "port_delete", "bulk", "list")
 
 
 # Where a request's own work starts: the outermost middleware (event loop side) and the thread-pool
@@ -76,13 +77,17 @@ def top(raw: Path, rows: int) -> tuple[int, list[tuple[float, float, str]]]:
 def main(
     kind: str = typer.Option("port_create", help=f"One of: {', '.join(KINDS)}."),
     requests: int = typer.Option(800, help="Requests sampled (after 30 untimed ones)."),
-    ports: int = typer.Option(1000, help="Ports on the server before sampling (for get_port and list)."),
+    ports: int = typer.Option(
+        1000, help="Ports on the server before sampling (get_port, list; port_delete: at least --requests + 30)."
+    ),
     rows: int = typer.Option(25, help="Functions listed."),
     rate: int = typer.Option(500, min=1, help="py-spy samples per second."),
     db: str = typer.Option("sqlite", help=f"Database the server runs on: sqlite, {', '.join(SERVERS)}."),
 ) -> None:
     if kind not in KINDS:
         raise typer.BadParameter(f"--kind must be one of {', '.join(KINDS)}")
+    if kind == "port_delete" and ports < requests + 30:
+        raise typer.BadParameter(f"port_delete deletes --requests ports after 30 untimed ones: --ports {requests + 30}")
     if db != "sqlite" and db not in SERVERS:
         raise typer.BadParameter(f"--db must be one of sqlite, {', '.join(SERVERS)}")
     beside = Path(sys.executable).with_name("py-spy")
@@ -101,15 +106,22 @@ def main(
             net = client.post("/v2.0/networks", json={"network": {"name": "p"}}).json()["network"]["id"]
             body = {"subnet": {"network_id": net, "cidr": "10.0.0.0/12", "ip_version": 4}}
             client.post("/v2.0/subnets", json=body).raise_for_status()
-            for _ in range(0, max(ports, 1), 1000):
-                bulk = {"ports": [{"network_id": net}] * min(1000, max(ports, 1))}
-                client.post("/v2.0/ports", json=bulk).raise_for_status()
-            port = client.get("/v2.0/ports", params={"limit": 1}).json()["ports"][0]["id"]
+            made: list[str] = []
+            for start in range(0, max(ports, 1), 1000):
+                bulk = {"ports": [{"network_id": net}] * min(1000, max(ports, 1) - start)}
+                answer = client.post("/v2.0/ports", json=bulk)
+                answer.raise_for_status()
+                made += [p["id"] for p in answer.json()["ports"]]
+            port, doomed = made[0], iter(made)  # port_delete deletes them all; the other kinds use one
+            binding = itertools.cycle([{"device_id": "vm-1", "device_owner": "compute:nova"}, {"device_id": ""}])
             send: dict[str, Callable[[], httpx.Response]] = {
                 "root": lambda: client.get("/"),
                 "get_network": lambda: client.get(f"/v2.0/networks/{net}"),
                 "get_port": lambda: client.get(f"/v2.0/ports/{port}"),
                 "port_create": lambda: client.post("/v2.0/ports", json={"port": {"network_id": net}}),
+                # a VM's binding set and cleared in turn, as Nova does at boot and at delete
+                "port_update": lambda: client.put(f"/v2.0/ports/{port}", json={"port": next(binding)}),
+                "port_delete": lambda: client.delete(f"/v2.0/ports/{next(doomed)}"),
                 "bulk": lambda: client.post("/v2.0/ports", json={"ports": [{"network_id": net}] * 1000}),
                 "list": lambda: client.get("/v2.0/ports", params={"limit": 1000}),
             }

@@ -157,8 +157,22 @@ def test_profile_request():
     if done.returncode == 2 and "could not sample" in done.stdout:
         pytest.skip(f"py-spy may not trace processes here: {done.stdout.strip()[-300:]}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "get_network: 800 requests" in done.stdout
+    assert "get_network on sqlite: 800 requests" in done.stdout
     assert "Database.run (pipam/service/database.py" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["port_update", "port_delete"])
+def test_profile_request_changes(kind):
+    """The changing kinds run: each request must succeed (else the run fails), and a delete takes a new
+    port each time, from those made before."""
+    args = ["--kind", kind, "--requests", "40", "--ports", "70", "--rows", "5"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.profile_request", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode == 2 and "could not sample" in done.stdout:
+        pytest.skip(f"py-spy may not trace processes here: {done.stdout.strip()[-300:]}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{kind} on sqlite: 40 requests" in done.stdout
 
 
 @pytest.mark.parametrize("kind", ["root", "get_network", "get_port", "port_create", "list"])
