@@ -137,6 +137,19 @@ def test_an_admins_update_and_delete_do_not_read_the_network(db, v4):
     assert not [s for s, _ in sent if re.search(r"\bFROM networks\b", s)], sent
 
 
+def test_fixed_ips_naming_one_subnet_twice_read_it_once(db, v4):
+    """A read that does not lock answers a row the transaction already holds without a statement."""
+    n, s = v4
+    made = port(db, n)
+    keep = made["fixed_ips"][0]
+    with statements_sent(db) as sent:
+        updated = update_port(db, made["id"], fixed_ips=[keep, {"subnet_id": s["id"], "ip_address": "10.0.0.9"}])
+    assert sorted(ips(updated)) == sorted([keep["ip_address"], "10.0.0.9"])
+    # the subnet's own row (the builtin backend also reads it joined to its pools, for the allocation)
+    reads = [s for s, _ in sent if re.match(r"\s*SELECT\b.*\bFROM subnets\s+WHERE\b", s, re.S)]
+    assert len(reads) == 1, reads
+
+
 def test_a_tag_operation_on_a_port_reads_its_row_alone(db, v4):
     n, _ = v4
     made = port(db, n)
