@@ -85,6 +85,7 @@ class RangeStore:
         self._drop = delete(table).where(*guard)
         self._move_first = update(table).where(*guard).values(first_key=bindparam("new_key"))
         self._move_last = update(table).where(*guard).values(last_key=bindparam("new_key"))
+        self._columns = [self.owner.key, c.pool_id.key, c.first_key.key, c.last_key.key]  # of a row, in order
         # The same cut and the insert of the part above it, as one statement where WITH may change rows:
         # the insert reads the row the update returns, so a lost compare-and-swap inserts nothing.
         cut = self._move_last.returning(self.owner, c.pool_id).cte("cut")
@@ -92,46 +93,33 @@ class RangeStore:
         # (SQLAlchemy keeps an insert's row count only when asked.)
         self._split = (
             insert(table)
-            .from_select(
-                [self.owner.key, c.pool_id.key, c.first_key.key, c.last_key.key],
-                select(cut.c[self.owner.key], cut.c.pool_id, *upper),
-            )
+            .from_select(self._columns, select(cut.c[self.owner.key], cut.c.pool_id, *upper))
             .execution_options(preserve_rowcount=True)
         )
         new_bounds = {"first_key": bindparam("new_first"), "last_key": bindparam("new_last")}
         self._reshape = update(table).where(*guard).values(new_bounds)
         same_pool = (self.owner == bindparam("owner"), c.pool_id == bindparam("pool"))
+        # Distinct edge names: the one-statement give-back below holds both updates.
         self._grow_left = (
-            update(table).where(*same_pool, c.last_key == bindparam("edge")).values(last_key=bindparam("new_key"))
+            update(table).where(*same_pool, c.last_key == bindparam("left_edge")).values(last_key=bindparam("new_key"))
         )
         self._grow_right = (
-            update(table).where(*same_pool, c.first_key == bindparam("edge")).values(first_key=bindparam("new_key"))
+            update(table)
+            .where(*same_pool, c.first_key == bindparam("right_edge"))
+            .values(first_key=bindparam("new_key"))
         )
         self._add = insert(table)
-        self._give_back_at_once = self._give_back_statement(same_pool)
+        self._give_back_at_once = self._give_back_statement()
 
-    def _give_back_statement(self, same_pool: tuple[Any, ...]) -> Any:
+    def _give_back_statement(self) -> Any:
         """``give_back``'s three tries as one statement, for where WITH may change rows: grow the range
         ending below the value, else grow the one starting above it, else insert the value alone."""
         c, key = self.c, bindparam("new_key", type_=String)
-        left = (
-            update(self.table)
-            .where(*same_pool, c.last_key == bindparam("left_edge"))
-            .values(last_key=key)
-            .returning(c.id)
-            .cte("grown_left")
-        )
-        right = (
-            update(self.table)
-            .where(*same_pool, c.first_key == bindparam("right_edge"), ~exists(select(left.c.id)))
-            .values(first_key=key)
-            .returning(c.id)
-            .cte("grown_right")
-        )
+        left = self._grow_left.returning(c.id).cte("grown_left")
+        right = self._grow_right.where(~exists(select(left.c.id))).returning(c.id).cte("grown_right")
         alone = select(bindparam("owner", type_=String), bindparam("pool", type_=String), key, key)
         return insert(self.table).from_select(
-            [self.owner.key, c.pool_id.key, c.first_key.key, c.last_key.key],
-            alone.where(~exists(select(left.c.id)), ~exists(select(right.c.id))),
+            self._columns, alone.where(~exists(select(left.c.id)), ~exists(select(right.c.id)))
         )
 
     # --- reads ---------------------------------------------------------------------------------
@@ -312,13 +300,13 @@ class RangeStore:
         PostgreSQL with one statement, elsewhere with up to three)."""
         conn = session.connection()
         params = {"owner": owner_id, "pool": pool_id, "new_key": to_key(value)}
+        params.update(left_edge=to_key(value - 1), right_edge=to_key(value + 1))
         if changes_in_with(conn):
-            edges = {"left_edge": to_key(value - 1), "right_edge": to_key(value + 1)}
-            conn.execute(self._give_back_at_once, {**params, **edges})
+            conn.execute(self._give_back_at_once, params)
             return
-        if conn.execute(self._grow_left, {**params, "edge": to_key(value - 1)}).rowcount == 1:
+        if conn.execute(self._grow_left, params).rowcount == 1:
             return
-        if conn.execute(self._grow_right, {**params, "edge": to_key(value + 1)}).rowcount == 1:
+        if conn.execute(self._grow_right, params).rowcount == 1:
             return
         self._insert(session, [(owner_id, pool_id, value, value)])
 
