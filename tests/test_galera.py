@@ -119,7 +119,9 @@ def check_answers(load: PortLoad) -> None:
     assert not load.double_allocations()
 
 
-def check_every_node(cluster: GaleraCluster, name: str, network_id: str, load: PortLoad) -> None:
+def check_every_node(
+    cluster: GaleraCluster, name: str, network_id: str, load: PortLoad, killed_at: float | None = None
+) -> None:
     """Each node holds exactly the ports the clients were told exist (plus at most one per create
     answered 503, whose commit may have happened), the same on all nodes; ``pipam ipam verify`` is
     clean on each."""
@@ -141,13 +143,31 @@ def check_every_node(cluster: GaleraCluster, name: str, network_id: str, load: P
                 )
         finally:
             engine.dispose()
-        assert {pid: held.get(pid) for pid in expected} == expected, f"node {node} lost acknowledged ports"
-        assert not gone & set(held), f"node {node} still holds deleted ports"
+        lost = {pid for pid, ip in expected.items() if held.get(pid) != ip}
+        when = acknowledged(load, lost, "create", killed_at)
+        assert not lost, f"node {node} lost {len(lost)} acknowledged ports: {when}"
+        kept = gone & set(held)
+        when = acknowledged(load, kept, "delete", killed_at)
+        assert not kept, f"node {node} still holds {len(kept)} deleted ports: {when}"
         assert len(set(held) - set(expected)) <= unknown
         seen.append(held)
         done = pipam("ipam", "verify", url=cluster.url(node, name))
         assert done.returncode == 0, f"verify on node {node}: {done.stdout}{done.stderr}"
     assert all(h == seen[0] for h in seen), "the nodes disagree"
+
+
+def acknowledged(load: PortLoad, ports: set[str], op: str, killed_at: float | None) -> str:
+    """When (from the first kill, else from the load's start) and through which server each of
+    ``ports`` got its create or delete answer: a failure's message says whether they were answered just
+    before nodes died or at any time."""
+    origin = killed_at if killed_at is not None else min((a.started for a in load.answers), default=0.0)
+    found = sorted(
+        (a.answered - origin, a.base)
+        for a in load.answers
+        if a.op == op and a.status in (201, 204) and (a.extra if op == "create" else a.detail) in ports
+    )
+    since = "the kill" if killed_at is not None else "the load's start"
+    return f"answered (seconds from {since}) " + ", ".join(f"by {base} at {at:+.2f}" for at, base in found[:20])
 
 
 def longest_gap(answers: list[Answer], start: float, end: float) -> float:
@@ -209,7 +229,7 @@ def test_one_node_killed_and_rejoining(galera: GaleraCluster, tmp_path: Path) ->
         )
     finally:
         stop_all(servers)
-    check_every_node(galera, name, network_id, load)
+    check_every_node(galera, name, network_id, load, killed_at)
 
 
 def test_quorum_lost_and_regained(galera: GaleraCluster, tmp_path: Path) -> None:
@@ -250,7 +270,7 @@ def test_quorum_lost_and_regained(galera: GaleraCluster, tmp_path: Path) -> None
         )
     finally:
         stop_all(servers)
-    check_every_node(galera, name, network_id, load)
+    check_every_node(galera, name, network_id, load, killed_at)
 
 
 def test_causal_reads_across_nodes(galera: GaleraCluster, tmp_path: Path) -> None:
