@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import re
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 from sqlalchemy import select, text
 
 from pipam.config import load_settings
+from pipam.db import engine as db_engine
 from pipam.db.engine import make_engine
 from pipam.db.models import IPAllocation
 from pipam.errors import IpamMigrationInProgress
@@ -188,6 +190,42 @@ def test_sessions_get_causal_reads(galera: GaleraCluster) -> None:
     finally:
         engine.dispose()
         plain.dispose()
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_node_that_may_lose_confirmed_commits_is_named(galera: GaleraCluster) -> None:
+    """A node with innodb_flush_log_at_trx_commit = 0 gets one warning per process, naming it; a node
+    that writes each commit out (the test cluster's 2) gets none."""
+    lossy = galera.nodes[1]
+    db_engine._warned_lossy.clear()  # an earlier run of this test in this process was warned already
+    with galera.connect(2) as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 0")
+    collected = _Collected()
+    logger = logging.getLogger("pipam.db.engine")
+    logger.addHandler(collected)
+    try:
+        for node in (1, 2, 2):
+            engine = make_engine(galera.url(node))
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            finally:
+                engine.dispose()
+    finally:
+        logger.removeHandler(collected)
+        with galera.connect(2) as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+    warned = [m for m in collected.messages if "innodb_flush_log_at_trx_commit" in m]
+    assert len(warned) == 1, collected.messages
+    assert f"127.0.0.1:{lossy.port} has innodb_flush_log_at_trx_commit = 0" in warned[0]
 
 
 def test_one_node_killed_and_rejoining(galera: GaleraCluster, tmp_path: Path) -> None:

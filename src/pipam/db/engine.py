@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -19,6 +20,8 @@ from sqlalchemy.pool import PoolResetState
 
 from pipam.db import wal_checkpoints
 from pipam.errors import NotNow
+
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -120,9 +123,11 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
         # balancer, a VIP) may change. Plain MariaDB says wsrep_on OFF, MySQL has no such variable.
         cur = dbapi_conn.cursor()
         try:
-            cur.execute("SHOW VARIABLES WHERE Variable_name IN ('wsrep_on', 'wsrep_provider', 'wsrep_sync_wait')")
+            cur.execute(f"SHOW VARIABLES WHERE Variable_name IN ({', '.join(map(repr, _GALERA_VARIABLES))})")
             found = {str(name).lower(): str(value) for name, value in cur.fetchall()}
             galera = found.get("wsrep_on", "").upper() == "ON" and found.get("wsrep_provider", "none") != "none"
+            if galera and found.get("innodb_flush_log_at_trx_commit") == "0":
+                _warn_lossy_commits(dbapi_conn)
             if galera and causal_reads:
                 # Galera applies other nodes' write sets asynchronously: without a causality wait a
                 # read may miss a row another server committed through another node a moment ago
@@ -133,6 +138,26 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
                 cur.execute(f"SET SESSION wsrep_sync_wait = {sync_wait}")
         finally:
             cur.close()
+
+
+_GALERA_VARIABLES = ("wsrep_on", "wsrep_provider", "wsrep_sync_wait", "innodb_flush_log_at_trx_commit")
+_warned_lossy: set[str] = set()
+
+
+def _warn_lossy_commits(dbapi_conn: Any) -> None:
+    """Once per node and process: a node that writes its commits out only once a second loses them when
+    it crashes, and when a majority of nodes crash together the survivors may not hold them either."""
+    node = f"{getattr(dbapi_conn, 'host', '?')}:{getattr(dbapi_conn, 'port', '?')}"
+    if node in _warned_lossy:
+        return
+    _warned_lossy.add(node)
+    log.warning(
+        "Galera node %s has innodb_flush_log_at_trx_commit = 0: if most of the cluster's nodes crash within "
+        "a second of each other, changes Pipam has already confirmed to clients can be lost. Set it to 1, "
+        "or 2 to survive a crash of the database process but not of its machine (docs/deployment.md, "
+        "'Durability').",
+        node,
+    )
 
 
 # How long a SQLite statement waits for another connection's lock before "database is locked".
