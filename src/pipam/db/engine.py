@@ -123,7 +123,7 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
         # balancer, a VIP) may change. Plain MariaDB says wsrep_on OFF, MySQL has no such variable.
         cur = dbapi_conn.cursor()
         try:
-            cur.execute(f"SHOW VARIABLES WHERE Variable_name IN ({', '.join(map(repr, _GALERA_VARIABLES))})")
+            cur.execute(_GALERA_VARIABLES)
             found = {str(name).lower(): str(value) for name, value in cur.fetchall()}
             galera = found.get("wsrep_on", "").upper() == "ON" and found.get("wsrep_provider", "none") != "none"
             if galera and found.get("innodb_flush_log_at_trx_commit") == "0":
@@ -140,7 +140,10 @@ def _configure_galera(engine: Engine, causal_reads: bool) -> None:
             cur.close()
 
 
-_GALERA_VARIABLES = ("wsrep_on", "wsrep_provider", "wsrep_sync_wait", "innodb_flush_log_at_trx_commit")
+_GALERA_VARIABLES = (
+    "SHOW VARIABLES WHERE Variable_name IN "
+    "('wsrep_on', 'wsrep_provider', 'wsrep_sync_wait', 'innodb_flush_log_at_trx_commit')"
+)
 _warned_lossy: set[str] = set()
 
 
