@@ -207,6 +207,8 @@ def test_a_node_that_may_lose_confirmed_commits_is_named(galera: GaleraCluster) 
     lossy = galera.nodes[1]
     db_engine._warned_lossy.clear()  # an earlier run of this test in this process was warned already
     with galera.connect(2) as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit")
+        (configured,) = cur.fetchone()
         cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 0")
     collected = _Collected()
     logger = logging.getLogger("pipam.db.engine")
@@ -222,7 +224,7 @@ def test_a_node_that_may_lose_confirmed_commits_is_named(galera: GaleraCluster) 
     finally:
         logger.removeHandler(collected)
         with galera.connect(2) as conn, conn.cursor() as cur:
-            cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 2")
+            cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = %s", (configured,))
     warned = [m for m in collected.messages if "innodb_flush_log_at_trx_commit" in m]
     assert len(warned) == 1, collected.messages
     assert f"127.0.0.1:{lossy.port} has innodb_flush_log_at_trx_commit = 0" in warned[0]
