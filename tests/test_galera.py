@@ -145,12 +145,15 @@ def check_every_node(
                 )
         finally:
             engine.dispose()
+        # The messages (built only when an assertion fails) say when each port was answered.
         lost = {pid for pid, ip in expected.items() if held.get(pid) != ip}
-        when = acknowledged(load, lost, "create", killed_at)
-        assert not lost, f"node {node} lost {len(lost)} acknowledged ports: {when}"
+        assert not lost, (
+            f"node {node} lost {len(lost)} acknowledged ports: {acknowledged(load, lost, 'create', killed_at)}"
+        )
         kept = gone & set(held)
-        when = acknowledged(load, kept, "delete", killed_at)
-        assert not kept, f"node {node} still holds {len(kept)} deleted ports: {when}"
+        assert not kept, (
+            f"node {node} still holds {len(kept)} deleted ports: {acknowledged(load, kept, 'delete', killed_at)}"
+        )
         assert len(set(held) - set(expected)) <= unknown
         seen.append(held)
         done = pipam("ipam", "verify", url=cluster.url(node, name))
