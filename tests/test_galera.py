@@ -196,6 +196,9 @@ def test_sessions_get_causal_reads(galera: GaleraCluster) -> None:
 
 
 class _Collected(logging.Handler):
+    """Records of one logger, attached to it: not caplog, whose handler sits on the root logger, which
+    pipam's records stop short of once an in-process app in this worker has run ``configure_logging``."""
+
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
