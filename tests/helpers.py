@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,34 @@ def statements_sent(db: Database) -> Iterator[list[tuple[str, Any]]]:
         yield sent
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def records_of(logger: str, level: int | str = logging.DEBUG) -> Iterator[list[logging.LogRecord]]:
+    """The records ``logger`` (and its children) emit inside the block, at ``level`` and above.
+
+    Not caplog: its handler sits on the root logger, which pipam's records never reach once
+    ``configure_logging`` (run by every in-process app) has made the ``pipam`` logger stop propagating.
+    pytest 9.2 also attaches caplog to loggers that already do not propagate, but the versions Pipam's
+    pin allows before it do not, so whether a test saw its records depended on what ran before it in
+    the same worker."""
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    target = logging.getLogger(logger)
+    handler = Collect(level)
+    before = target.level
+    target.addHandler(handler)
+    if target.getEffectiveLevel() > handler.level:
+        target.setLevel(handler.level)
+    try:
+        yield records
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(before)
 
 
 def net(db: Database, **body: Any) -> dict[str, Any]:

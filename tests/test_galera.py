@@ -37,6 +37,7 @@ from pipam.service.database import Database
 from pipam.testing import local
 from tests.galera import GaleraCluster
 from tests.held_change import HeldChange, wait_until_blocked
+from tests.helpers import records_of
 from tests.load import Answer, PortLoad, make_subnet, port_in_subnet
 from tests.server import Server
 
@@ -195,18 +196,6 @@ def test_sessions_get_causal_reads(galera: GaleraCluster) -> None:
         plain.dispose()
 
 
-class _Collected(logging.Handler):
-    """Records of one logger, attached to it: not caplog, whose handler sits on the root logger, which
-    pipam's records stop short of once an in-process app in this worker has run ``configure_logging``."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_a_node_that_may_lose_confirmed_commits_is_named(galera: GaleraCluster) -> None:
     """A node with innodb_flush_log_at_trx_commit = 0 gets one warning per process, naming it; a node
     that writes each commit out (the test cluster's 2) gets none."""
@@ -216,23 +205,21 @@ def test_a_node_that_may_lose_confirmed_commits_is_named(galera: GaleraCluster) 
         cur.execute("SELECT @@GLOBAL.innodb_flush_log_at_trx_commit")
         (configured,) = cur.fetchone()
         cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = 0")
-    collected = _Collected()
-    logger = logging.getLogger("pipam.db.engine")
-    logger.addHandler(collected)
     try:
-        for node in (1, 2, 2):
-            engine = make_engine(galera.url(node))
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-            finally:
-                engine.dispose()
+        with records_of("pipam.db.engine", logging.WARNING) as records:
+            for node in (1, 2, 2):
+                engine = make_engine(galera.url(node))
+                try:
+                    with engine.connect() as conn:
+                        conn.execute(text("SELECT 1"))
+                finally:
+                    engine.dispose()
     finally:
-        logger.removeHandler(collected)
         with galera.connect(2) as conn, conn.cursor() as cur:
             cur.execute("SET GLOBAL innodb_flush_log_at_trx_commit = %s", (configured,))
-    warned = [m for m in collected.messages if "innodb_flush_log_at_trx_commit" in m]
-    assert len(warned) == 1, collected.messages
+    messages = [r.getMessage() for r in records]
+    warned = [m for m in messages if "innodb_flush_log_at_trx_commit" in m]
+    assert len(warned) == 1, messages
     assert f"127.0.0.1:{lossy.port} has innodb_flush_log_at_trx_commit = 0" in warned[0]
 
 

@@ -15,7 +15,7 @@ from pipam.ipam.registry import available_drivers
 from pipam.service.database import Database
 from tests import dataset
 from tests.conftest import reset
-from tests.helpers import net, port, subnet
+from tests.helpers import net, port, records_of, subnet
 from tests.server import Server
 
 runner = CliRunner()
@@ -158,7 +158,7 @@ def test_verify_probes_the_free_space_of_an_outside_ipam(ext_db, schema_url, ext
     assert code == 1 and "probes an outside IPAM" in out
 
 
-def test_a_driver_without_its_optional_dependencies_is_skipped_quietly(monkeypatch, caplog):
+def test_a_driver_without_its_optional_dependencies_is_skipped_quietly(monkeypatch):
     """A plain install has the Nautobot driver's entry point but not httpx: listing the drivers' schemas
     (every ``pipam db`` command and every start) says nothing above DEBUG about it, while a driver that
     fails to load for any other reason is still a warning."""
@@ -174,9 +174,9 @@ def test_a_driver_without_its_optional_dependencies_is_skipped_quietly(monkeypat
 
     monkeypatch.setattr(registry, "available_drivers", lambda: ["broken", "needs_extra"])
     monkeypatch.setattr(registry, "load_driver", load)
-    with caplog.at_level("DEBUG", logger="pipam.ipam"):
+    with records_of("pipam.ipam") as records:
         assert registry.schema_locations() == []
-    levels = {r.getMessage().split("'")[1]: r.levelname for r in caplog.records}
+    levels = {r.getMessage().split("'")[1]: r.levelname for r in records}
     assert levels == {"broken": "WARNING", "needs_extra": "DEBUG"}
 
 
