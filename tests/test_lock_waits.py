@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -15,7 +16,7 @@ from tests.held_change import wait_until_blocked
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
-def test_a_wait_that_begins_after_the_first_look_is_seen(kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_wait_that_begins_after_the_first_look_is_seen(kind: str, tmp_path: Path) -> None:
     """MariaDB refreshes innodb_trx only after 0.1 s unread: polled faster, it kept showing the rows of
     the first read, and a wait that began after it was never seen (the fence tests then failed at the
     lock wait timeout)."""
