@@ -59,8 +59,8 @@ class HeldChange:
 # copies the transactions into a cache, and refreshes it only on a read that comes more than 0.1 s after
 # the last one (CACHE_MIN_IDLE_TIME_NS in MariaDB's trx0i_s.cc). Polled every 50 ms, it showed the
 # transactions of its first read for as long as the polling went on: a wait that began after that read
-# was never seen, and the fence gave up at innodb_lock_wait_timeout (50 s). (Rows pinned that way also
-# explain a wait once seen under a session id no session of the test had.)
+# was never seen, and the fence gave up at innodb_lock_wait_timeout (50 s). (Rows pinned that way are the
+# likely reason a wait was once seen under a session id that no session of the test had.)
 MARIADB_LOCK_WAITS = (
     "SELECT count(*) FROM information_schema.innodb_trx t WHERE t.trx_state = 'LOCK WAIT' AND EXISTS ("
     "SELECT 1 FROM information_schema.processlist p WHERE p.db = DATABASE() AND p.id = t.trx_mysql_thread_id)"
