@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from pipam.db.engine import make_engine
 from pipam.db.transactions import Transaction
@@ -67,6 +67,27 @@ MARIADB_LOCK_WAITS = (
 )
 
 
+# The same for PostgreSQL, whose pg_locks and pg_stat_activity are read fresh in each transaction.
+POSTGRESQL_LOCK_WAITS = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE NOT l.granted AND a.datname = current_database()"
+)
+LOCK_WAITS = {"postgresql": POSTGRESQL_LOCK_WAITS, "mysql": MARIADB_LOCK_WAITS}
+
+
+def lock_waiters(conn: Connection) -> int:
+    """Sessions of this database (the server may be shared with other test runs) waiting for a lock; 0
+    where the server cannot say (SQLite). The transaction it reads in is ended, so that the next call
+    reads afresh."""
+    query = LOCK_WAITS.get(conn.dialect.name)
+    if query is None:
+        return 0
+    try:
+        return int(conn.execute(text(query)).scalar() or 0)
+    finally:
+        conn.rollback()
+
+
 def lock_poll_interval(dialect: str) -> float:
     """Seconds between two reads of the database's lock waits. MariaDB's rows are refreshed only after
     0.1 s unread, across every session of the server: 0.3 s leaves a gap of more than 0.1 s in every
@@ -80,20 +101,12 @@ def wait_until_blocked(url: str, thread: threading.Thread, timeout: float = 60) 
     within ``timeout`` seconds. On SQLite, which has no such view, give it a second."""
     engine = make_engine(url)
     try:
-        if engine.dialect.name == "sqlite":
+        if engine.dialect.name not in LOCK_WAITS:
             thread.join(1.0)
         else:
-            # Only this database's sessions: the server may be shared with other test runs.
-            query = (
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE NOT l.granted AND a.datname = current_database()"
-                if engine.dialect.name == "postgresql"
-                else MARIADB_LOCK_WAITS
-            )
             deadline = time.monotonic() + timeout
             with engine.connect() as conn:
-                while thread.is_alive() and not conn.execute(text(query)).scalar():
-                    conn.rollback()
+                while thread.is_alive() and not lock_waiters(conn):
                     assert time.monotonic() < deadline, f"no lock wait showed in {timeout} s"
                     time.sleep(lock_poll_interval(engine.dialect.name))
     finally:

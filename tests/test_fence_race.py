@@ -18,15 +18,13 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import text
-
 from pipam.errors import PipamError
 from pipam.ipam import state
 from pipam.migration.runner import Migrator, Options
-from pipam.service.database import Database, UnitOfWork
+from pipam.service.database import UnitOfWork
 from pipam.testing import local
 from tests import dataset
-from tests.held_change import MARIADB_LOCK_WAITS, lock_poll_interval
+from tests.held_change import lock_poll_interval, lock_waiters
 from tests.helpers import AtCheckpoint
 from tests.test_migration import OTHER, as_driver, cli_json
 
@@ -34,19 +32,6 @@ GIVE_UP = 120.0  # seconds: only a hung test ends here; nothing is asserted abou
 # Seconds a change waits for the fence to show as a lock wait before it commits anyway: far below the
 # database's lock wait timeout (50 s on MariaDB), far above what a migration without the gate takes.
 PATIENCE = 8.0
-
-
-def lock_waiters(db: Database) -> int:
-    """Sessions of this database waiting for a row lock (0 where the server cannot say: SQLite)."""
-    dialect = db.engine.dialect.name
-    if dialect == "postgresql":
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    elif dialect == "mysql":
-        query = MARIADB_LOCK_WAITS
-    else:
-        return 0
-    with db.engine.connect() as conn:
-        return int(conn.execute(text(query)).scalar() or 0)
 
 
 def test_fence_waits_for_an_address_change_in_flight(db, schema_url, backend, monkeypatch):
@@ -74,8 +59,10 @@ def test_fence_waits_for_an_address_change_in_flight(db, schema_url, backend, mo
                     # The migration's next write waits for SQLite's write lock, which this transaction holds.
                     migration_done.wait(2.0)
                     break
-                if fence_requested.is_set() and lock_waiters(db) > 0:
-                    break
+                if fence_requested.is_set():
+                    with db.engine.connect() as conn:
+                        if lock_waiters(conn) > 0:
+                            break
                 if fence_requested.is_set() and time.monotonic() - requested_at[0] > PATIENCE:
                     # The server did not show the wait: commit anyway. Without the gate the migration
                     # is over long before this.
