@@ -17,6 +17,7 @@ from pipam.api.logs import JsonFormatter
 from pipam.config import load_settings
 from pipam.service.resources import networks
 from tests.conftest import new_schema
+from tests.helpers import records_of
 from tests.server import Server
 
 
@@ -72,38 +73,25 @@ def test_uvicorn_lines_are_json_too(info_server):
     assert "uvicorn.error" in loggers  # "Started server process", "Application startup complete"
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(JsonFormatter().format(record)))
-
-
 def test_a_bug_is_logged_once_with_its_request_and_traceback(tmp_path, monkeypatch):
     """A bug outside the database: 500 in Neutron's format, its traceback logged with the request id,
     and not called a database error."""
     app = create_app(load_settings(database_url=new_schema("sqlite", str(tmp_path), "bug")))
-    records = _Records()
-    logging.getLogger("pipam").addHandler(records)
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(networks, "create", broken)
-    try:
-        with TestClient(app, raise_server_exceptions=False) as client:
-            resp = client.post("/v2.0/networks", json={"network": {"name": "n"}})
-    finally:
-        logging.getLogger("pipam").removeHandler(records)
+    with records_of("pipam", logging.INFO) as records, TestClient(app, raise_server_exceptions=False) as client:
+        resp = client.post("/v2.0/networks", json={"network": {"name": "n"}})
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
     assert resp.status_code == 500
     assert resp.json()["NeutronError"]["type"] == "HTTPInternalServerError"
     request_id = resp.headers["x-openstack-request-id"]
-    errors = [e for e in records.lines if e["level"] == "ERROR"]
+    errors = [e for e in lines if e["level"] == "ERROR"]
     assert len(errors) == 1
     (error,) = errors
     assert error["request_id"] == request_id and "ZeroDivisionError: a bug" in error["exc"]
     assert "database" not in error["msg"]
-    (access,) = [e for e in records.lines if e["logger"] == "pipam.access"]
+    (access,) = [e for e in lines if e["logger"] == "pipam.access"]
     assert access["status"] == 500 and access["error_type"] == "HTTPInternalServerError"
