@@ -82,7 +82,7 @@ def test_a_page_looks_its_addresses_up_instead_of_scanning_them(loaded):
     statement, parameters = _sent(db, read, "SELECT ipallocations.")
     assert len(page) == 1000 and all(len(p.fixed_ips) == 1 for p in page)
     plan = _plan(db, statement, parameters)
-    assert "ix_ipallocations_port_id" in plan and "Seq Scan on ipallocations" not in plan, plan
+    assert "ix_ipallocations_port_covering" in plan and "Seq Scan on ipallocations" not in plan, plan
 
 
 def test_a_bulk_creates_mac_check_asks_by_mac_alone(loaded):

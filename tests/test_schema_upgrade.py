@@ -20,6 +20,7 @@ from alembic.config import Config
 from pipam.config import load_settings
 from pipam.db import schema
 from pipam.db.base import utcnow
+from pipam.ipam.registry import schema_locations
 from pipam.service.bootstrap import schema_status, upgrade_database
 from pipam.service.database import Database
 from pipam.testing.local import LocalClient
@@ -246,3 +247,72 @@ def test_upgrade_keeps_address_scope_ids_and_one_default_pool(old_db):
     assert subnet(old_db, n, ip_version=4, use_default_subnetpool=True)["subnetpool_id"] == pools["old4"]
     assert error_of(lambda: client.update("subnetpool", pools["new4"], is_default=True)).type == "InvalidInput"
     assert net(old_db)["router:external"] is False
+
+
+def _addresses(engine: sa.Engine) -> set[tuple[str, str, str, str, str]]:
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT port_id, ip_address, subnet_id, ip_key, network_id FROM ipallocations"))
+
+
+def _ports(engine: sa.Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql("SELECT id, mac_address FROM ports"))
+
+
+def _without_rowid(engine: sa.Engine) -> bool:
+    """Whether SQLite stores ports in id order: a ``WITHOUT ROWID`` table has no rowid to select."""
+    with engine.connect() as conn:
+        try:
+            conn.exec_driver_sql("SELECT rowid FROM ports LIMIT 1").all()
+        except sa.exc.OperationalError as exc:
+            assert "rowid" in str(exc)
+            return True
+    return False
+
+
+def _port_indexes(engine: sa.Engine) -> dict[str, list[str]]:
+    indexes = sa.inspect(engine).get_indexes("ipallocations")
+    return {i["name"]: list(i["column_names"]) for i in indexes if "port_id" in i["column_names"]}
+
+
+def test_revision_0006_keeps_every_port_and_address_down_and_up(old_db, db_kind):
+    """Revision 0006 builds ports and ipallocations anew on SQLite (ports in id order) and widens the
+    index of a port's addresses everywhere. Down to 0005 and up again, every port and address is kept,
+    and deleting a port still deletes its addresses (ipallocations still references ports)."""
+    engine = old_db.engine
+    legacy(engine, "0002")
+    with engine.begin() as conn:
+        _fill(conn, with_pool=False)
+    upgrade_database(engine, "internal")
+    for _ in range(5):
+        port(old_db, NET)
+    ports, addresses = _ports(engine), _addresses(engine)
+    assert len(ports) == len(addresses) == 7
+    covering = {"ix_ipallocations_port_covering": ["port_id", "ip_key", "ip_address", "subnet_id", "network_id"]}
+    assert _port_indexes(engine) == covering
+    sqlite = db_kind == "sqlite"  # PostgreSQL and MariaDB have no rowid to look for
+    if sqlite:
+        assert _without_rowid(engine)
+
+    cfg = schema.alembic_config(engine, schema_locations())
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    assert "0005" in schema.current_revisions(engine)
+    assert (_ports(engine), _addresses(engine)) == (ports, addresses)
+    assert _port_indexes(engine) == {"ix_ipallocations_port_id": ["port_id"]}
+    if sqlite:
+        assert not _without_rowid(engine)
+
+    upgrade_database(engine, "internal")
+    assert schema_status(engine).is_current
+    assert (_ports(engine), _addresses(engine)) == (ports, addresses)
+    assert _port_indexes(engine) == covering
+    if sqlite:
+        assert _without_rowid(engine)
+    client = LocalClient(old_db)
+    assert ips(client.show("port", PORT1)) == ["10.60.0.2"] and client.verify().clean
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM ports WHERE id = :id"), {"id": PORT1})
+    assert {a for a in addresses if a[0] != PORT1} == _addresses(engine)
