@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -316,3 +317,39 @@ def test_revision_0006_keeps_every_port_and_address_down_and_up(old_db, db_kind)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM ports WHERE id = :id"), {"id": PORT1})
     assert {a for a in addresses if a[0] != PORT1} == _addresses(engine)
+
+
+def test_revision_0006_that_cannot_keep_the_reference_changes_nothing(old_db, db_kind):
+    """On a SQLite whose ``ALTER TABLE`` leaves references behind (foreign keys off, the legacy rename),
+    the rebuild would leave ipallocations referencing a table that no longer exists: the revision
+    raises, and the whole of it rolls back."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's table rebuild")
+    engine = old_db.engine
+    legacy(engine, "0002")
+    with engine.begin() as conn:
+        _fill(conn, with_pool=False)
+    upgrade_database(engine, "internal")
+    cfg = schema.alembic_config(engine, schema_locations())
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    ports, addresses = _ports(engine), _addresses(engine)
+
+    def legacy_rename(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA foreign_keys=OFF")
+        dbapi_conn.execute("PRAGMA legacy_alter_table=ON")
+
+    sa.event.listen(engine, "connect", legacy_rename)
+    engine.dispose()
+    try:
+        with pytest.raises(RuntimeError, match=r"ipallocations references .*ports_rebuilt"):
+            upgrade_database(engine, "internal")
+    finally:
+        sa.event.remove(engine, "connect", legacy_rename)
+        engine.dispose()
+    assert "0005" in schema.current_revisions(engine)
+    assert (_ports(engine), _addresses(engine)) == (ports, addresses)
+    assert _port_indexes(engine) == {"ix_ipallocations_port_id": ["port_id"]}
+    with engine.connect() as conn:
+        assert not conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE name LIKE '%rebuilt%'").all()

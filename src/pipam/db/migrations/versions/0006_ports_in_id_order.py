@@ -115,7 +115,8 @@ def _rebuild(in_id_order: bool, port_index: tuple[str, tuple[str, ...]]) -> None
     op.rename_table("ipallocations_rebuilt", "ipallocations")
     referenced = {row[2] for row in conn.exec_driver_sql("PRAGMA foreign_key_list(ipallocations)")}
     if referenced != {"ports", "subnets"}:
-        # SQLite before 3.26, or legacy_alter_table on: the rename left the reference behind.
+        # The rename rewrites the reference unless foreign keys are off and ALTER TABLE is the legacy one
+        # (SQLite before 3.26, or legacy_alter_table on); raising rolls the whole revision back.
         raise RuntimeError(f"ipallocations references {sorted(referenced)} after the rebuild, not ports and subnets")
     for column in PORTS_INDEXED:
         op.create_index(f"ix_ports_{column}", "ports", [column])
