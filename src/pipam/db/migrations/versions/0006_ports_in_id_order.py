@@ -36,28 +36,30 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-COVERING = ("port_id", "ip_key", "ip_address", "subnet_id", "network_id")
+# ipallocations' index of port_id up to 0005, and the one that replaces it.
+PORT_ID = "ix_ipallocations_port_id"
+COVERING = "ix_ipallocations_port_covering"
+PORT_INDEXES = {PORT_ID: ("port_id",), COVERING: ("port_id", "ip_key", "ip_address", "subnet_id", "network_id")}
 PORTS_INDEXED = ("device_id", "network_id", "project_id", "mac_address")
 
 
 def upgrade() -> None:
-    _change(in_id_order=True, port_index=("ix_ipallocations_port_covering", COVERING))
+    _change(in_id_order=True, index=COVERING, replaces=PORT_ID)
 
 
 def downgrade() -> None:
-    _change(in_id_order=False, port_index=("ix_ipallocations_port_id", ("port_id",)))
+    _change(in_id_order=False, index=PORT_ID, replaces=COVERING)
 
 
-def _change(in_id_order: bool, port_index: tuple[str, tuple[str, ...]]) -> None:
-    """ipallocations' index of port_id as ``port_index`` says, and on SQLite ports stored in id order or not."""
+def _change(in_id_order: bool, index: str, replaces: str) -> None:
+    """ipallocations' index of port_id ``index`` instead of ``replaces``, and on SQLite ports stored in id
+    order or not."""
     if op.get_bind().dialect.name == "sqlite":
-        _rebuild(in_id_order, port_index)
+        _rebuild(in_id_order, index)
         return
     # The new index before the old one goes: MariaDB's foreign key needs an index of port_id throughout.
-    name, columns = port_index
-    op.create_index(name, "ipallocations", list(columns))
-    other = "ix_ipallocations_port_id" if in_id_order else "ix_ipallocations_port_covering"
-    op.drop_index(other, table_name="ipallocations")
+    op.create_index(index, "ipallocations", list(PORT_INDEXES[index]))
+    op.drop_index(replaces, table_name="ipallocations")
 
 
 def _ports(name: str, in_id_order: bool) -> sa.Table:
@@ -100,7 +102,7 @@ def _allocations(name: str, ports: str) -> sa.Table:
     )
 
 
-def _rebuild(in_id_order: bool, port_index: tuple[str, tuple[str, ...]]) -> None:
+def _rebuild(in_id_order: bool, port_index: str) -> None:
     """ports (and ipallocations, which references it) built anew on SQLite, every row kept."""
     conn = op.get_bind()
     counts = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in ("ports", "ipallocations")}
@@ -122,7 +124,7 @@ def _rebuild(in_id_order: bool, port_index: tuple[str, tuple[str, ...]]) -> None
         op.create_index(f"ix_ports_{column}", "ports", [column])
     op.create_index("ix_ipallocations_network_id", "ipallocations", ["network_id"])
     op.create_index("ix_ipallocations_subnet_key", "ipallocations", ["subnet_id", "ip_key"])
-    op.create_index(port_index[0], "ipallocations", list(port_index[1]))
+    op.create_index(port_index, "ipallocations", list(PORT_INDEXES[port_index]))
     after = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in counts}
     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if after != counts or broken:
