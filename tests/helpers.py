@@ -32,6 +32,20 @@ def statements_sent(db: Database) -> Iterator[list[tuple[str, Any]]]:
         event.remove(db.engine, "before_cursor_execute", record)
 
 
+def statement_sent(db: Database, run: Callable[[], Any], starts: str, first_of_many: bool = False) -> tuple[str, Any]:
+    """The one statement starting with ``starts`` that ``run`` sends, with its parameters; with
+    ``first_of_many``, the first of them (a bulk's MAC check asks again, for the MACs still missing, when
+    two of its 1,000 draws coincide: about 3 % of bulks of 1,000)."""
+    with statements_sent(db) as sent:
+        run()
+    found = [(s, p) for s, p in sent if s.startswith(starts)]
+    if first_of_many:
+        assert found
+        return found[0]
+    ((one),) = found
+    return one
+
+
 @contextmanager
 def records_of(logger: str, level: int | str = logging.DEBUG) -> Iterator[list[logging.LogRecord]]:
     """The records ``logger`` (and its children) emit inside the block, at ``level`` and above.

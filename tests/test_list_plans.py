@@ -5,6 +5,7 @@ the tests fail on that schema."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,25 +15,26 @@ from pipam.service.listing import ListQuery, list_items
 from pipam.service.policy import ADMIN
 from pipam.service.resources import discover
 from pipam.testing import local
-from tests.helpers import net, statements_sent, subnet
+from tests.helpers import net, statement_sent, subnet
 
 PORTS = 300
 
 
 @pytest.fixture
-def page_statements(db: Database, backend: str) -> tuple[Database, list[tuple[str, Any]]]:
-    """The statements a page of 300 ports with an address each sends, and their parameters."""
+def read_page(db: Database, backend: str) -> tuple[Database, Callable[[], None]]:
+    """A call that reads a page of 300 ports with an address each."""
     if db.engine.dialect.name == "postgresql" or backend != "internal":
         pytest.skip("SQLite's and MariaDB's plans (PostgreSQL's: test_postgresql_plans); the backend does not matter")
     network = net(db)["id"]
     subnet(db, network, "10.0.0.0/22")
     db.run(lambda u: local.create_many(u, "port", [{"network_id": network}] * PORTS))
     ports = next(m.DEFINITION for m in discover() if m.DEFINITION.singular == "port")
-    page: list[Any] = []
-    with statements_sent(db) as sent:
-        page.extend(db.run(lambda u: list_items(u.tx, ports, ListQuery(limit=1000), ADMIN).items, write=False))
-    assert len(page) == PORTS and all(len(p.fixed_ips) == 1 for p in page)
-    return db, [(s, p) for s, p in sent if s.startswith("SELECT")]
+
+    def read() -> None:
+        page = db.run(lambda u: list_items(u.tx, ports, ListQuery(limit=1000), ADMIN).items, write=False)
+        assert len(page) == PORTS and all(len(p.fixed_ips) == 1 for p in page)
+
+    return db, read
 
 
 def _plan(db: Database, statement: str, parameters: Any) -> list[Any]:
@@ -41,23 +43,18 @@ def _plan(db: Database, statement: str, parameters: Any) -> list[Any]:
         return [tuple(row) for row in conn.exec_driver_sql(f"{explain} {statement}", parameters)]
 
 
-def _one(sent: list[tuple[str, Any]], starts: str) -> tuple[str, Any]:
-    ((one),) = [(s, p) for s, p in sent if s.startswith(starts)]
-    return one
-
-
-def test_a_page_reads_the_ports_in_their_stored_order_on_sqlite(page_statements):  # type: ignore[no-untyped-def]
-    db, sent = page_statements
+def test_a_page_reads_the_ports_in_their_stored_order_on_sqlite(read_page):  # type: ignore[no-untyped-def]
+    db, read = read_page
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's storage order; MariaDB's InnoDB stores every table in its key's order")
-    details = [row[-1] for row in _plan(db, *_one(sent, "SELECT ports."))]
+    details = [row[-1] for row in _plan(db, *statement_sent(db, read, "SELECT ports."))]
     # Not "SCAN ports USING INDEX sqlite_autoindex_ports_1": the id index walked, each row looked up.
     assert details == ["SCAN ports"], details
 
 
-def test_a_pages_addresses_are_read_from_their_index_alone(page_statements):  # type: ignore[no-untyped-def]
-    db, sent = page_statements
-    plan = _plan(db, *_one(sent, "SELECT ipallocations."))
+def test_a_pages_addresses_are_read_from_their_index_alone(read_page):  # type: ignore[no-untyped-def]
+    db, read = read_page
+    plan = _plan(db, *statement_sent(db, read, "SELECT ipallocations."))
     if db.engine.dialect.name == "sqlite":
         details = [row[-1] for row in plan]
         assert any("USING COVERING INDEX ix_ipallocations_port_covering" in d for d in details), details

@@ -16,7 +16,7 @@ from pipam.service.policy import ADMIN
 from pipam.service.resources import discover
 from pipam.service.resources.ports import _random_macs
 from pipam.testing import local
-from tests.helpers import net, statements_sent, subnet
+from tests.helpers import net, statement_sent, subnet
 
 PORTS = 20_000
 
@@ -45,20 +45,6 @@ def loaded(db: Database, backend: str) -> tuple[Database, str]:
     return db, network["id"]
 
 
-def _sent(db: Database, run: Any, starts: str, first_of_many: bool = False) -> tuple[str, Any]:
-    """The one statement starting with ``starts`` that ``run`` sends, with its parameters; with
-    ``first_of_many``, the first of them: a MAC check asks again, for the MACs still missing, when two of
-    its 1,000 draws coincide (about 3 % of bulks of 1,000)."""
-    with statements_sent(db) as sent:
-        run()
-    found = [(s, p) for s, p in sent if s.startswith(starts)]
-    if first_of_many:
-        assert found
-        return found[0]
-    ((one),) = found
-    return one
-
-
 def _plan(db: Database, statement: str, parameters: Any) -> str:
     """The plan, each array of values cut short (a check's 1,000 MACs would fill a failure's message)."""
     with db.engine.connect() as conn:
@@ -79,7 +65,7 @@ def test_a_page_looks_its_addresses_up_instead_of_scanning_them(loaded):
     def read() -> None:
         page.extend(db.run(lambda u: list_items(u.tx, ports, ListQuery(limit=1000), ADMIN).items, write=False))
 
-    statement, parameters = _sent(db, read, "SELECT ipallocations.")
+    statement, parameters = statement_sent(db, read, "SELECT ipallocations.")
     assert len(page) == 1000 and all(len(p.fixed_ips) == 1 for p in page)
     plan = _plan(db, statement, parameters)
     assert "ix_ipallocations_port_covering" in plan and "Seq Scan on ipallocations" not in plan, plan
@@ -93,7 +79,7 @@ def test_a_bulk_creates_mac_check_asks_by_mac_alone(loaded):
     table once while PostgreSQL reckons that cheaper."""
     db, network_id = loaded
     macs: list[str] = []
-    statement, parameters = _sent(
+    statement, parameters = statement_sent(
         db,
         lambda: macs.extend(db.run(lambda u: _random_macs(u, network_id, 1000))),
         "SELECT ports.",
