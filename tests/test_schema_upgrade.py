@@ -8,7 +8,7 @@ upgraded by today's code, which moved those tables into the internal driver's ow
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,18 @@ def legacy(engine: sa.Engine, revision: str) -> None:
     cfg.set_main_option("script_location", str(schema.MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(LEGACY / "versions"))
+    _alembic(engine, cfg, command.upgrade, revision)
+
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Today's revisions, core and drivers, taken down to ``revision``."""
+    _alembic(engine, schema.alembic_config(engine, schema_locations()), command.downgrade, revision)
+
+
+def _alembic(engine: sa.Engine, cfg: Config, step: Callable[[Config, str], None], revision: str) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        step(cfg, revision)
 
 
 @pytest.fixture
@@ -295,10 +304,7 @@ def test_revision_0006_keeps_every_port_and_address_down_and_up(old_db, db_kind)
     if sqlite:
         assert _without_rowid(engine)
 
-    cfg = schema.alembic_config(engine, schema_locations())
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005")
+    downgrade(engine, "0005")
     assert "0005" in schema.current_revisions(engine)
     assert (_ports(engine), _addresses(engine)) == (ports, addresses)
     assert _port_indexes(engine) == {"ix_ipallocations_port_id": ["port_id"]}
@@ -330,10 +336,7 @@ def test_revision_0006_that_cannot_keep_the_reference_changes_nothing(old_db, db
     with engine.begin() as conn:
         _fill(conn, with_pool=False)
     upgrade_database(engine, "internal")
-    cfg = schema.alembic_config(engine, schema_locations())
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0005")
+    downgrade(engine, "0005")
     ports, addresses = _ports(engine), _addresses(engine)
 
     def legacy_rename(dbapi_conn: Any, _record: Any) -> None:
