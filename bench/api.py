@@ -9,7 +9,9 @@ For each database, one table of ratios, each next to the bound issue 15 sets for
   ``GET`` of one port, and against the same page read by the bare driver and encoded by orjson in the
   benchmark's own process (its floor: reported, with no bound);
 - throughput: ports/s of concurrent clients against raw single-row insert+commit/s of as many
-  concurrent connections on the same database;
+  concurrent connections on the same database; beside it, the CPU each run took of the whole machine
+  (database server included) per port and per row, and how busy it kept the cores: when both keep
+  every core busy, the two rates stand in the inverse ratio of their CPU per item;
 - memory: the server's RSS after ``--rss-ports`` port creates against its RSS after ``--rss-first`` (1,000).
 
 Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
@@ -97,9 +99,27 @@ PER_ROUND = {  # ratio: (top, bottom)
 # --- yardsticks ----------------------------------------------------------------------------------
 
 
-def yardstick(url: str, rows: int, clients: int = 1) -> float:
+def machine_cpu() -> tuple[int, int]:
+    """Clock ticks the machine's cores have been busy, and in all, since boot, summed over its cores
+    (``/proc/stat``): unlike a process's CPU time, they take in the database server's share of a run."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]  # user ... steal; guest time is within user
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_since(start: tuple[int, int]) -> tuple[float, float]:
+    """CPU seconds the machine has been busy since ``start`` (a ``machine_cpu()``), and the share of all its
+    cores' time that was. A run that keeps every core busy is bound by CPU: its rate is what its CPU per
+    item allows, whatever runs concurrently."""
+    busy, total = machine_cpu()
+    busy -= start[0]
+    return busy / os.sysconf("SC_CLK_TCK"), busy / max(total - start[1], 1)
+
+
+def yardstick(url: str, rows: int, clients: int = 1) -> tuple[float, int]:
     """Rows per second of the cheapest durable write: one-row INSERT, COMMIT, one at a time on each
-    of ``clients`` concurrent connections."""
+    of ``clients`` concurrent connections; and the rows written."""
     engine = make_engine(url)
     meta = MetaData()
     t = Table("bench_yardstick", meta, Column("id", Integer, primary_key=True), Column("v", String(64)))
@@ -122,7 +142,7 @@ def yardstick(url: str, rows: int, clients: int = 1) -> float:
     elapsed = time.perf_counter() - start
     meta.drop_all(engine)
     engine.dispose()
-    return per_client * clients / elapsed
+    return per_client * clients / elapsed, per_client * clients
 
 
 # The page ``GET /v2.0/ports?limit=1000`` shows, read with nothing between the driver and the JSON.
@@ -445,10 +465,12 @@ def over_http(
         out["list_over_ports"] = ports.created
         # Where the throughput run's CPU goes: the bound compares with a database doing one insert per
         # commit, so what Pipam's processes and its clients burn per port decides what 2 cores allow.
-        server_cpu, client_cpu = cpu_seconds(server.proc.pid), time.process_time()
+        server_cpu, client_cpu, machine = cpu_seconds(server.proc.pid), time.process_time(), machine_cpu()
         out["ports_per_s"], made, out["failures"] = hammer(server.base, network_id, rate_ports, clients)
+        busy, out["machine_busy"] = busy_since(machine)
         out["server_cpu_ms_per_port"] = 1000 * (cpu_seconds(server.proc.pid) - server_cpu) / max(made, 1)
         out["client_cpu_ms_per_port"] = 1000 * (time.process_time() - client_cpu) / max(made, 1)
+        out["machine_cpu_ms_per_port"] = 1000 * busy / max(made, 1)
         ports.created += made
         ports.bulk_until(rss_ports, bulk)
         out["rss_n"] = rss_bytes(server.proc.pid)
@@ -474,7 +496,10 @@ def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str
     finally:
         db.dispose()
     with client_heap_frozen():
-        figures["raw_per_s"] = yardstick(url, opts["ports"], opts["clients"])
+        machine = machine_cpu()
+        figures["raw_per_s"], written = yardstick(url, opts["ports"], opts["clients"])
+        busy, figures["raw_busy"] = busy_since(machine)
+        figures["raw_cpu_ms_per_row"] = 1000 * busy / written
     log = Path(os.environ.get("PIPAM_BENCH_LOG_DIR", "/tmp")) / f"pipam-bench-api-{kind}-{os.getpid()}.log"
     server = Server(url, backend, log, workers=str(workers), log_level="WARNING")
     floor, close_floor = page_floor(url)
@@ -571,7 +596,10 @@ def main(
             f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
             f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
             f" {r['list_over_ports']:,} ports; CPU per port of the throughput run: server"
-            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms; statements"
+            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms, the machine"
+            f" {r['machine_cpu_ms_per_port']:.2f} ms (the database and the rest: what the processes above leave),"
+            f" cores {100 * r['machine_busy']:.0f} % busy; raw insert+commit: {r['raw_cpu_ms_per_row']:.2f} ms of the"
+            f" machine's CPU per row, cores {100 * r['raw_busy']:.0f} % busy; statements"
             f" (with COMMIT): fill allocation {r['statements']['fill']}, port create {r['statements']['port']},"
             f" bulk create per port {r['statements']['bulk_per_port']:.2f}"
         )

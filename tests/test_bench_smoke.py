@@ -8,10 +8,11 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from bench.api import GOALS, PER_ROUND, ROUNDS, page_floor
+from bench.api import GOALS, PER_ROUND, ROUNDS, busy_since, machine_cpu, page_floor
 from bench.common import fresh_database
 
 from pipam.testing import local
@@ -95,6 +96,10 @@ def test_api(tmp_path):
         assert len(each) == ROUNDS and min(each) * 0.999 <= run["ratios"][key] <= max(each) * 1.001, (key, each)
     assert run["failures"] == 0 and run["rss_n_ports"] == 400
     assert run["server_cpu_ms_per_port"] > 0 and run["client_cpu_ms_per_port"] > 0
+    # the whole machine's CPU in both runs, and the share of its cores' time that was busy
+    assert run["machine_cpu_ms_per_port"] >= 0 and run["raw_cpu_ms_per_row"] >= 0
+    assert 0 <= run["machine_busy"] <= 1 and 0 <= run["raw_busy"] <= 1
+    assert "cores" in done.stdout and "% busy" in done.stdout
     assert "CPU per port of the throughput run" in done.stdout
     # a fill allocation is the gate, the subnet, a free range, its claim, two rows and the commit
     assert run["statements"]["fill"] >= 5 and run["statements"]["port"] > run["statements"]["fill"]
@@ -273,3 +278,15 @@ def test_nautobot(tmp_path, nautobot_server):
     data = json.loads(out.read_text())
     assert data["concurrent"]["pipam"]["failed"] == 0 and data["concurrent"]["pipam"]["duplicates"] == 0
     assert data["per_call"]["calls"] == 3 and data["migration"]["addresses"] == 20
+
+
+def test_machine_cpu_counts_a_busy_core():
+    """The machine's busy CPU (what the throughput run's figures for the database server rest on) takes
+    in a process that keeps one core busy for 0.3 s."""
+    start = machine_cpu()
+    began = time.process_time()
+    while time.process_time() - began < 0.3:
+        pass
+    busy, share = busy_since(start)
+    assert busy >= 0.25
+    assert 0 < share <= 1
