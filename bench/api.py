@@ -464,7 +464,8 @@ def over_http(
         out["round_ratios"] = {key: round_ratios(calls, *kinds) for key, kinds in PER_ROUND.items()}
         out["list_over_ports"] = ports.created
         # Where the throughput run's CPU goes: the bound compares with a database doing one insert per
-        # commit, so what Pipam's processes and its clients burn per port decides what 2 cores allow.
+        # commit, so what the server, its clients and the database burn per port (the whole machine's
+        # CPU, of which the first two are read from their processes) decides what 2 cores allow.
         server_cpu, client_cpu, machine = cpu_seconds(server.proc.pid), time.process_time(), machine_cpu()
         out["ports_per_s"], made, out["failures"] = hammer(server.base, network_id, rate_ports, clients)
         busy, out["machine_busy"] = busy_since(machine)
@@ -596,10 +597,10 @@ def main(
             f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
             f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
             f" {r['list_over_ports']:,} ports; CPU per port of the throughput run: server"
-            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms, the machine"
-            f" {r['machine_cpu_ms_per_port']:.2f} ms (the database and the rest: what the processes above leave),"
-            f" cores {100 * r['machine_busy']:.0f} % busy; raw insert+commit: {r['raw_cpu_ms_per_row']:.2f} ms of the"
-            f" machine's CPU per row, cores {100 * r['raw_busy']:.0f} % busy; statements"
+            f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms, the whole machine"
+            f" {r['machine_cpu_ms_per_port']:.2f} ms (those two, the database and the rest), cores"
+            f" {100 * r['machine_busy']:.0f} % busy; raw insert+commit: the whole machine"
+            f" {r['raw_cpu_ms_per_row']:.2f} ms per row, cores {100 * r['raw_busy']:.0f} % busy; statements"
             f" (with COMMIT): fill allocation {r['statements']['fill']}, port create {r['statements']['port']},"
             f" bulk create per port {r['statements']['bulk_per_port']:.2f}"
         )
