@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,9 +37,11 @@ from pipam.ipam.drivers.nautobot import client as nb
 from pipam.service.bootstrap import upgrade_database
 from pipam.service.database import Database
 from pipam.testing import local
-from pipam.testing.databases import recreate
+from pipam.testing.databases import drop, recreate
 
 app = typer.Typer(add_completion=False)
+# Pipam's database for the per-call and concurrent figures, on the shared PostgreSQL server.
+PG_DATABASE = "pipam_bench_nautobot"
 
 
 def _pipam(url: str, backend: str) -> Database:
@@ -173,6 +176,9 @@ def main(
     from tests.nautobot_server import NautobotServer
 
     server = NautobotServer(say=console.print)
+    pg_admin = normalise_url(SERVERS["postgresql"])
+    scratch = Path(tempfile.mkdtemp(prefix="pipam-bench-nb-"))
+    made_pg = False
     try:
         with nb.NautobotClient(server.url, server.token, timeout=60) as client:
             namespace = f"bench-{uuid.uuid4().hex[:8]}"
@@ -181,7 +187,8 @@ def main(
             for key, value in {"url": server.url, "token": server.token, "namespace": namespace}.items():
                 os.environ[f"PIPAM_DRIVERS__NAUTOBOT__{key.upper()}"] = value
             os.environ["PIPAM_DRIVERS__NAUTOBOT__TIMEOUT"] = "60"
-            pg = recreate(normalise_url(SERVERS["postgresql"]), "pipam_bench_nautobot")
+            pg = recreate(pg_admin, PG_DATABASE)
+            made_pg = True
             db = _pipam(pg, "nautobot")
             one = per_call(db, client, ids, calls)
             table(
@@ -209,7 +216,7 @@ def main(
                 moved_ns = f"bench-{uuid.uuid4().hex[:8]}"
                 client.create_namespace(moved_ns)
                 os.environ["PIPAM_DRIVERS__NAUTOBOT__NAMESPACE"] = moved_ns
-                path = Path(tempfile.mkdtemp(prefix="pipam-bench-nb-")) / "pipam.db"
+                path = scratch / "pipam.db"
                 url = f"sqlite:///{path}"
                 src = _pipam(url, "internal")
                 t = time.perf_counter()
@@ -240,6 +247,9 @@ def main(
                 )
     finally:
         server.destroy()
+        if made_pg:  # the shared server keeps nothing of this run
+            drop(pg_admin, PG_DATABASE)
+        shutil.rmtree(scratch, ignore_errors=True)
     write_json(json_path, {"machine": machine(), "per_call": one, "concurrent": many, "migration": moved})
     if any(v["duplicates"] for k, v in many.items() if k == "pipam") or many["pipam"]["failed"]:
         raise SystemExit(1)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 from bench.api import GOALS, PER_ROUND, ROUNDS, busy_since, machine_cpu, page_floor
-from bench.common import fresh_database
+from bench.common import SERVERS, fresh_database
+from bench.nautobot import PG_DATABASE
+from sqlalchemy import create_engine, text
 
+from pipam.db.engine import normalise_url
 from pipam.testing import local
 from tests.databases import server_url
 
@@ -278,6 +281,14 @@ def test_nautobot(tmp_path, nautobot_server):
     data = json.loads(out.read_text())
     assert data["concurrent"]["pipam"]["failed"] == 0 and data["concurrent"]["pipam"]["duplicates"] == 0
     assert data["per_call"]["calls"] == 3 and data["migration"]["addresses"] == 20
+    # the shared PostgreSQL server keeps no database of the run
+    engine = create_engine(normalise_url(SERVERS["postgresql"]))
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": PG_DATABASE}).all()
+    finally:
+        engine.dispose()
+    assert found == []
 
 
 def test_machine_cpu_counts_a_busy_core():
