@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1, description="Largest request body accepted.")
     retry_after: int = Field(5, ge=0, description="Seconds clients are told to wait while IPAM is fenced.")
     db_retries: int = Field(10, ge=0, description="Times a transaction is retried on deadlock or conflict.")
+    db_connections: int = Field(
+        10,
+        ge=1,
+        description="Database connections each server worker keeps open, and the most requests it runs "
+        "against the database at once; further requests wait for one of them.",
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
     @field_validator("log_level")

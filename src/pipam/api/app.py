@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -129,6 +130,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Transactions run in the thread pool: allowed its default 40 threads, a burst went past the
+        # connection pool and each connection beyond it was closed as it came back, a new database
+        # session per request (bench/README.md, twenty-sixth round). Requests beyond it wait for a thread.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.db_connections
         yield
         database.dispose()  # a stopping worker closes its pooled connections
 

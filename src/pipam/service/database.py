@@ -22,7 +22,7 @@ T = TypeVar("T")
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(settings.database_url, pool_size=settings.db_connections)
         self.runner = Runner(self.engine, settings.db_retries)
         self._backends: dict[str, tuple[type[IpamDriver], Any]] = {}
 
