@@ -12,6 +12,11 @@ For each database, one table of ratios, each next to the bound issue 15 sets for
   concurrent connections on the same database; beside it, the CPU each run took of the whole machine
   (database server included) per port and per row, and how busy it kept the cores: when both keep
   every core busy, the two rates stand in the inverse ratio of their CPU per item;
+  Two more throughput figures, with no bound: ports/s of four times the clients against ports/s of the
+  clients (a burst wider than a worker's connections must not cost a new connection per request), and
+  on PostgreSQL the throughput ratio again with every commit of both runs held ``--commit-wait-ms``, as
+  a synchronous standby holds it (a deferred trigger sleeps in it): where the commit's wait, not the
+  CPU, sets the pace, the ratio says whether concurrent requests' commits overlap in Pipam;
 - memory: the server's RSS after ``--rss-ports`` port creates against its RSS after ``--rss-first`` (1,000).
 
 Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
@@ -82,6 +87,8 @@ GOALS = (
     Goal("list_vs_floor", "HTTP GET ports?limit=1000 / the page read by the driver, orjson", None),
     Goal("http_bulk_vs_root", "HTTP bulk create, per port / GET /", 1.0),
     Goal("throughput_vs_raw", "ports/s / raw insert+commit/s, same concurrency", 0.5, True, dbs=("postgresql",)),
+    Goal("burst_vs_clients", "ports/s of 4x the clients / ports/s of the clients", None),
+    Goal("held_vs_raw", "ports/s / raw insert+commit/s, each commit held --commit-wait-ms (PostgreSQL)", None),
     Goal("rss_ratio", "server RSS after --rss-ports port creates / after --rss-first", 1.2),
 )
 
@@ -117,14 +124,44 @@ def busy_since(start: tuple[int, int]) -> tuple[float, float]:
     return busy / os.sysconf("SC_CLK_TCK"), busy / max(total - start[1], 1)
 
 
-def yardstick(url: str, rows: int, clients: int = 1) -> tuple[float, int]:
-    """Rows per second of the cheapest durable write: one-row INSERT, COMMIT, one at a time on each
-    of ``clients`` concurrent connections; and the rows written."""
+COMMIT_WAIT = "pipam_bench_commit_wait"  # the function and trigger names of ``held_commits``
+
+
+@contextlib.contextmanager
+def held_commits(url: str, table: str, seconds: float) -> Iterator[None]:
+    """Every commit of a transaction that inserted into ``table`` waits ``seconds`` first (PostgreSQL: a
+    deferred constraint trigger that sleeps), with its row locks held, as a commit waiting for a
+    synchronous standby's answer does. The sleep costs no CPU: a run of such commits is bound by how
+    many overlap, not by what each costs."""
     engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {COMMIT_WAIT}() RETURNS trigger LANGUAGE plpgsql"
+                f" AS $$ BEGIN PERFORM pg_sleep({float(seconds)!r}); RETURN NULL; END $$"
+            ).close()
+            conn.exec_driver_sql(
+                f"CREATE CONSTRAINT TRIGGER {COMMIT_WAIT} AFTER INSERT ON {table} DEFERRABLE INITIALLY DEFERRED"
+                f" FOR EACH ROW EXECUTE FUNCTION {COMMIT_WAIT}()"
+            ).close()
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {COMMIT_WAIT} ON {table}").close()
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {COMMIT_WAIT}()").close()
+        engine.dispose()
+
+
+def yardstick(url: str, rows: int, clients: int = 1, commit_wait: float = 0.0) -> tuple[float, int]:
+    """Rows per second of the cheapest durable write: one-row INSERT, COMMIT, one at a time on each
+    of ``clients`` concurrent connections; and the rows written. With ``commit_wait``, each commit is
+    held that many seconds (``held_commits``)."""
+    engine = make_engine(url, pool_size=clients)
     meta = MetaData()
     t = Table("bench_yardstick", meta, Column("id", Integer, primary_key=True), Column("v", String(64)))
     meta.drop_all(engine)
     meta.create_all(engine)
+    held = held_commits(url, t.name, commit_wait) if commit_wait else contextlib.nullcontext()
     per_client = max(1, rows // clients)
 
     def client(n: int) -> None:
@@ -133,13 +170,14 @@ def yardstick(url: str, rows: int, clients: int = 1) -> tuple[float, int]:
                 with conn.begin():
                     conn.execute(insert(t).values(v=f"row-{n}-{i}"))
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - start
+    with held:
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - start
     meta.drop_all(engine)
     engine.dispose()
     return per_client * clients / elapsed, per_client * clients
@@ -424,7 +462,10 @@ def over_http(
     clients: int,
     floor: Callable[[], bytes],
     refresh: Callable[[], None],
+    held: Callable[[], contextlib.AbstractContextManager[None]] | None,
 ) -> dict[str, Any]:
+    """``held``, when given, holds every commit of a port create while a second throughput run is timed
+    (``held_commits`` on the ports table)."""
     out: dict[str, Any] = {}
     with httpx.Client(base_url=server.base, timeout=300) as http:
         ports = Ports(http, network_id)
@@ -473,6 +514,16 @@ def over_http(
         out["client_cpu_ms_per_port"] = 1000 * (time.process_time() - client_cpu) / max(made, 1)
         out["machine_cpu_ms_per_port"] = 1000 * busy / max(made, 1)
         ports.created += made
+        # A burst wider than the server's connections (each worker keeps ``db_connections``).
+        out["ports_per_s_burst"], made, burst_failures = hammer(server.base, network_id, rate_ports, 4 * clients)
+        ports.created += made
+        out["failures"] += burst_failures
+        out["ports_per_s_held"] = None
+        if held is not None:
+            with held():
+                out["ports_per_s_held"], made, held_failures = hammer(server.base, network_id, rate_ports, clients)
+            ports.created += made
+            out["failures"] += held_failures
         ports.bulk_until(rss_ports, bulk)
         out["rss_n"] = rss_bytes(server.proc.pid)
         out["rss_n_ports"] = ports.created
@@ -482,7 +533,7 @@ def over_http(
 # --- one database ------------------------------------------------------------------------------------
 
 
-def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str, Any]:
+def run(kind: str, backend: str, workers: int, opts: dict[str, Any]) -> dict[str, Any]:
     db = fresh_database(kind, f"api_{backend}", backend)
     url = db.engine.url.render_as_string(hide_password=False)
 
@@ -501,6 +552,8 @@ def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str
         figures["raw_per_s"], written = yardstick(url, opts["ports"], opts["clients"])
         busy, figures["raw_busy"] = busy_since(machine)
         figures["raw_cpu_ms_per_row"] = 1000 * busy / written
+        wait = opts["commit_wait_ms"] / 1000 if kind == "postgresql" else 0.0
+        figures["raw_per_s_held"] = yardstick(url, opts["ports"], opts["clients"], wait)[0] if wait else None
     log = Path(os.environ.get("PIPAM_BENCH_LOG_DIR", "/tmp")) / f"pipam-bench-api-{kind}-{os.getpid()}.log"
     server = Server(url, backend, log, workers=str(workers), log_level="WARNING")
     floor, close_floor = page_floor(url)
@@ -519,6 +572,7 @@ def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str
                     opts["clients"],
                     floor,
                     lambda: refresh_statistics(url),
+                    (lambda: held_commits(url, "ports", wait)) if wait else None,
                 )
             )
     finally:
@@ -534,9 +588,18 @@ def run(kind: str, backend: str, workers: int, opts: dict[str, int]) -> dict[str
         "list_vs_floor": f["http_list"] / f["http_list_floor"],
         "http_bulk_vs_root": f["http_bulk_per_port"] / f["http_root"],
         "throughput_vs_raw": f["ports_per_s"] / f["raw_per_s"],
+        "burst_vs_clients": f["ports_per_s_burst"] / f["ports_per_s"],
+        "held_vs_raw": f["ports_per_s_held"] / f["raw_per_s_held"] if f["raw_per_s_held"] else None,
         "rss_ratio": f["rss_n"] / f["rss_1k"],
     }
     return figures
+
+
+def held_figures(r: dict[str, Any]) -> str:
+    if r["ports_per_s_held"] is None:
+        return ""
+    wait = r["commit_wait_ms"]
+    return f"; each commit held {wait:g} ms: ports/s {r['ports_per_s_held']:,.0f}, raw/s {r['raw_per_s_held']:,.0f}"
 
 
 def main(
@@ -550,6 +613,12 @@ def main(
     list_ports: int = typer.Option(10000, help="Ports on the server when GET ports?limit=1000 is timed."),
     rss_first: int = typer.Option(1000, help="Ports created when the server's RSS is taken the first time."),
     rss_ports: int = typer.Option(100000, help="Ports created when the server's RSS is taken the second time."),
+    commit_wait_ms: float = typer.Option(
+        20.0,
+        help="PostgreSQL: the throughput ratio once more with every commit held this long (a synchronous"
+        " standby's wait); 0 leaves it out.",
+        min=0,
+    ),
     json_path: str | None = typer.Option(None, "--json"),
 ) -> None:
     workers = {k: int(v) for k, v in (item.split("=") for item in server_workers.split(","))}
@@ -561,6 +630,7 @@ def main(
         "rss_ports": rss_ports,
         "ports": ports_total,
         "clients": clients,
+        "commit_wait_ms": commit_wait_ms,
     }
     load = os.getloadavg()
     out: dict[str, Any] = {"machine": machine(), "backend": backend, "options": opts, "load_before": load, "runs": {}}
@@ -569,11 +639,14 @@ def main(
         console.print(f"[bold]{kind}[/] ({workers.get(kind, 1)} server worker(s), {backend} backend) ...")
         r = out["runs"][kind] = run(kind, backend, workers.get(kind, 1), opts)
         r["server_workers"] = workers.get(kind, 1)
+        r["commit_wait_ms"] = commit_wait_ms
         rows = []
         for goal in GOALS:
             value = r["ratios"][goal.key]
             bound = "(none)" if goal.bound is None else f"{'>=' if goal.at_least else '<='} {goal.bound}"
-            if goal.bound is None:
+            if value is None:
+                value, verdict = "not measured", "-"
+            elif goal.bound is None:
                 verdict = "-"
             elif not goal.applies(kind):
                 verdict, bound = "-", f"({bound})"
@@ -594,7 +667,8 @@ def main(
         ms.update({k: r[k] * 1000 for k in ("http_bulk_per_port", "http_get_port", "http_list", "http_list_floor")})
         console.print(
             "ms: " + ", ".join(f"{k} {v:.3f}" for k, v in ms.items()) + f"; ports/s {r['ports_per_s']:,.0f}"
-            f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
+            f" (failures {r['failures']}), raw/s {r['raw_per_s']:,.0f}; {4 * clients} clients: ports/s"
+            f" {r['ports_per_s_burst']:,.0f}{held_figures(r)}; RSS {r['rss_1k'] / 2**20:.1f} MB after"
             f" {r['rss_1k_ports']:,} ports, {r['rss_n'] / 2**20:.1f} MB after {r['rss_n_ports']:,}; list over"
             f" {r['list_over_ports']:,} ports; CPU per port of the throughput run: server"
             f" {r['server_cpu_ms_per_port']:.2f} ms, clients {r['client_cpu_ms_per_port']:.2f} ms, the whole machine"
