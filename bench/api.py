@@ -11,12 +11,12 @@ For each database, one table of ratios, each next to the bound issue 15 sets for
 - throughput: ports/s of concurrent clients against raw single-row insert+commit/s of as many
   concurrent connections on the same database; beside it, the CPU each run took of the whole machine
   (database server included) per port and per row, and how busy it kept the cores: when both keep
-  every core busy, the two rates stand in the inverse ratio of their CPU per item;
-  Two more throughput figures, with no bound: ports/s of four times the clients against ports/s of the
-  clients (a burst wider than a worker's connections must not cost a new connection per request), and
-  on PostgreSQL the throughput ratio again with every commit of both runs held ``--commit-wait-ms``, as
-  a synchronous standby holds it (a deferred trigger sleeps in it): where the commit's wait, not the
-  CPU, sets the pace, the ratio says whether concurrent requests' commits overlap in Pipam;
+  every core busy, the two rates stand in the inverse ratio of their CPU per item. Two more throughput
+  figures, with no bound: ports/s of four times the clients against ports/s of the clients (a burst
+  wider than a worker's connections must not cost a new connection per request), and on PostgreSQL the
+  throughput ratio again with every commit of both runs held ``--commit-wait-ms``, as a synchronous
+  standby holds it (a deferred trigger sleeps in it): where the commit's wait, not the CPU, sets the
+  pace, the ratio says whether concurrent requests' commits overlap in Pipam;
 - memory: the server's RSS after ``--rss-ports`` port creates against its RSS after ``--rss-first`` (1,000).
 
 Latencies are means of sequential requests on one kept-alive connection, the kinds interleaved in
