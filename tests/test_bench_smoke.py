@@ -229,6 +229,8 @@ def test_migrate(tmp_path):
     assert all(r["clean"] and r["allocations"] == r["size"] for r in data["runs"])
     assert "peak_ratio_largest_smallest" in data and len(data["growth_mb_largest_smallest"]) == 2
     assert all(r["peak_rss_mb"] > r["idle_rss_mb"] > 0 for r in data["runs"])
+    # 20 subnets fit one batch of 500; SQLite breathes 0.1 s after it
+    assert all(r["copy_batches"] == 1 and r["copy_breaths_s"] == pytest.approx(0.1) for r in data["runs"])
 
 
 def neutron_python() -> str | None:
