@@ -1,6 +1,6 @@
 """Migration benchmark: N port addresses over S subnets, a builtin deployment migrated to internal.
 
-Offline: builtin -> internal -> builtin with nobody writing; rows per second per phase and the peak
+Offline: builtin -> internal -> builtin with nobody writing; seconds per phase and the peak
 memory of the migrating process (each migration in a process of its own, so that peak RSS is that
 size's alone; memory should stay flat as the size grows). On SQLite the copy phase includes a pause
 after each batch (``Migrator.pause``, 0.1 s) in which servers waiting for the one write lock get it;
